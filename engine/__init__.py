@@ -1,0 +1,1 @@
+"""Inference engines that sit behind the gateway: today a simulated, vLLM-compatible worker."""

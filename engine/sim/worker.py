@@ -1,0 +1,233 @@
+"""One simulated vLLM worker: its batching state, its metrics and its OpenAI-compatible HTTP API."""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
+from typing import Final
+from uuid import uuid4
+
+import orjson
+from aiohttp import web
+
+from engine.sim.config import SimConfig
+from engine.sim.errors import ApiError, model_not_found
+from engine.sim.kv_cache import KvCache
+from engine.sim.latency import inter_token_seconds, prefill_seconds
+from engine.sim.metrics import METRICS_CONTENT_TYPE, WorkerMetrics
+from engine.sim.planning import GenerationPlan, plan_generation
+from engine.sim.request_parsing import (
+    check_context_length,
+    parse_chat_completion,
+    parse_completion,
+    parse_json_object,
+)
+from engine.sim.response_payloads import (
+    FinishedChoice,
+    ResponseHeader,
+    chat_completion,
+    model_list,
+    text_completion,
+)
+from engine.sim.scheduler import BatchScheduler
+from engine.sim.sse_streams import ChatEventStream, CompletionEventStream, EventStream, usage_of
+from engine.sim.tokens import chat_prompt_tokens, tokenize
+
+_logger = logging.getLogger(__name__)
+
+# Base64 data URLs of images make chat bodies large; vLLM sets no limit of its own.
+MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+TokenSink = Callable[[int, int, str], Awaitable[None]]
+
+
+class SimWorker:
+    """Runs generation plans under continuous batching and the latency model, and keeps its metrics true.
+
+    ``clock`` (monotonic seconds) and ``sleep`` are injectable so tests can hold or skip simulated time.
+    """
+
+    def __init__(
+        self,
+        model_names: Sequence[str],
+        config: SimConfig,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if not model_names or not all(model_names):
+            raise ValueError(f"a worker needs at least one non-empty model name, got {list(model_names)!r}")
+        self.model_names = tuple(model_names)
+        self.config = config
+        self.kv_cache = KvCache(config.num_kv_blocks, config.block_size)
+        self.scheduler = BatchScheduler(config.max_num_seqs, self.kv_cache)
+        self.metrics = WorkerMetrics(
+            self.model_names[0],
+            config,
+            running=lambda: self.scheduler.running,
+            waiting=lambda: self.scheduler.waiting,
+            kv_cache_usage=lambda: self.kv_cache.usage,
+        )
+        self.created = int(time.time())
+        self._clock = clock
+        self._sleep = sleep
+
+    def plan(self, prompt_tokens: Sequence[str], max_tokens: int | None, prompt_param: str) -> GenerationPlan:
+        check_context_length(len(prompt_tokens), max_tokens, self.config.max_model_len, prompt_param)
+        return plan_generation(self.config, prompt_tokens, max_tokens)
+
+    async def generate(self, plan: GenerationPlan) -> AsyncGenerator[str, None]:
+        """Yield the plan's tokens as the simulated engine produces them.
+
+        Close the iterator (``contextlib.aclosing``) when abandoning it, so its batching slot and KV blocks are
+        freed at once rather than whenever it is garbage collected.
+        """
+        arrival = self._clock()
+        allocation = await self.scheduler.admit(plan.prompt_tokens, plan.final_length)
+        try:
+            prompt_length = len(plan.prompt_tokens)
+            self.metrics.prompt_tokens.inc(prompt_length)
+            self.metrics.prefix_cache_queries.inc(prompt_length)
+            self.metrics.prefix_cache_hits.inc(allocation.cached_tokens)
+            await self._sleep(prefill_seconds(self.config, prompt_length - allocation.cached_tokens))
+            for position, token in enumerate(plan.output_tokens):
+                if position > 0:
+                    await self._sleep(inter_token_seconds(self.config, self.scheduler.running))
+                self.kv_cache.append_token(allocation)
+                self.metrics.generation_tokens.inc()
+                if position == 0:
+                    self.metrics.time_to_first_token.observe(self._clock() - arrival)
+                yield token
+            self.metrics.e2e_request_latency.observe(self._clock() - arrival)
+            self.metrics.record_success(plan.finish_reason)
+        finally:
+            self.scheduler.release(allocation)
+
+    async def generate_all(self, plans: Sequence[GenerationPlan], sink: TokenSink) -> None:
+        """Generate every plan concurrently, as separate sequences, handing each token to ``sink`` with its
+        choice index and position. If one fails or is cancelled, the others are cancelled and freed too."""
+
+        async def generate_one(choice_index: int, plan: GenerationPlan) -> None:
+            async with aclosing(self.generate(plan)) as tokens:
+                position = 0
+                async for token in tokens:
+                    await sink(choice_index, position, token)
+                    position += 1
+
+        async with asyncio.TaskGroup() as group:
+            for choice_index, plan in enumerate(plans):
+                group.create_task(generate_one(choice_index, plan))
+
+
+def build_app(worker: SimWorker) -> web.Application:
+    """The worker's HTTP API. Serve it with ``handler_cancellation=True`` (as the runner does) so a client that
+    goes away while waiting or generating frees its slot at once."""
+    api = _OpenAiApi(worker)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app.router.add_post("/v1/chat/completions", api.chat_completions)
+    app.router.add_post("/v1/completions", api.completions)
+    app.router.add_get("/v1/models", api.models)
+    app.router.add_get("/health", api.health)
+    app.router.add_get("/metrics", api.metrics)
+    return app
+
+
+class _OpenAiApi:
+    def __init__(self, worker: SimWorker) -> None:
+        self._worker = worker
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            chat = parse_chat_completion(await _read_json_object(request))
+            self._require_served(chat.options.model)
+            prompt_tokens = chat_prompt_tokens(chat.messages)
+            plan = self._worker.plan(prompt_tokens, chat.options.max_tokens, prompt_param="messages")
+        except ApiError as error:
+            return _error_response(error)
+        header = _new_header("chatcmpl", chat.options.model)
+        if chat.options.stream:
+            return await self._stream(request, [plan], ChatEventStream(header, plan, chat.options.include_usage))
+        (choice,) = await self._finish([plan])
+        return _json_response(chat_completion(header, choice, usage_of([plan])))
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            completion = parse_completion(await _read_json_object(request))
+            self._require_served(completion.options.model)
+            max_tokens = completion.options.max_tokens
+            plans = tuple(
+                self._worker.plan(tokenize(prompt), max_tokens, prompt_param="prompt") for prompt in completion.prompts
+            )
+        except ApiError as error:
+            return _error_response(error)
+        header = _new_header("cmpl", completion.options.model)
+        if completion.options.stream:
+            events = CompletionEventStream(header, plans, completion.options.include_usage)
+            return await self._stream(request, plans, events)
+        choices = await self._finish(plans)
+        return _json_response(text_completion(header, choices, usage_of(plans)))
+
+    async def models(self, request: web.Request) -> web.Response:
+        worker = self._worker
+        return _json_response(model_list(worker.model_names, worker.created, worker.config.max_model_len))
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.Response()
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._worker.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    def _require_served(self, model: str) -> None:
+        if model not in self._worker.model_names:
+            raise model_not_found(model)
+
+    async def _finish(self, plans: Sequence[GenerationPlan]) -> list[FinishedChoice]:
+        texts: list[list[str]] = [[] for _ in plans]
+
+        async def collect(choice_index: int, position: int, token: str) -> None:
+            texts[choice_index].append(token)
+
+        await self._worker.generate_all(plans, collect)
+        return [FinishedChoice("".join(tokens), plan.finish_reason) for tokens, plan in zip(texts, plans, strict=True)]
+
+    async def _stream(
+        self, request: web.Request, plans: Sequence[GenerationPlan], events: EventStream
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+
+        async def send(choice_index: int, position: int, token: str) -> None:
+            await response.write(events.token_frames(choice_index, position, token))
+
+        try:
+            await self._worker.generate_all(plans, send)
+            await response.write(events.closing_frames())
+        except* ConnectionResetError:
+            # The client went away; generate_all has already freed its sequences.
+            _logger.debug("client left %s mid-stream", request.path)
+        return response
+
+
+async def _read_json_object(request: web.Request) -> Mapping[str, object]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as error:
+        raise ApiError(413, f"The request body exceeds {MAX_REQUEST_BYTES} bytes.", code="request_too_large") from error
+    return parse_json_object(raw)
+
+
+def _new_header(id_prefix: str, model: str) -> ResponseHeader:
+    return ResponseHeader(id=f"{id_prefix}-{uuid4().hex}", created=int(time.time()), model=model)
+
+
+def _json_response(payload: Mapping[str, object]) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+def _error_response(error: ApiError) -> web.Response:
+    return web.Response(status=error.status, body=orjson.dumps(error.body()), content_type="application/json")

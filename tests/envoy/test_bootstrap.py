@@ -1,0 +1,57 @@
+"""The shipped Envoy bootstrap renders from config and passes the real Envoy's own validation."""
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.helpers import repo_settings
+from tokenlabs.cli import main
+from tokenlabs.envoy_config import GATEWAY_OWNED_HEADERS, find_envoy, render_bootstrap
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [find_envoy(), "--mode", "validate", "-c", str(path), "--disable-hot-restart", "--log-level", "error"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_rendered_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
+    path = tmp_path / "envoy.yaml"
+    assert (
+        main(["envoy", "render", "--config", str(Path(__file__).parents[2] / "tokenlabs.yaml"), "-o", str(path)]) == 0
+    )
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout
+
+
+def test_bootstrap_wires_the_chain_in_order() -> None:
+    settings = repo_settings()
+    document = yaml.safe_load(render_bootstrap(settings))
+    listener = document["static_resources"]["listeners"][0]
+    assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8080}
+    assert document["admin"]["address"]["socket_address"]["port_value"] == 9901
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert [f["name"] for f in manager["http_filters"]] == [
+        "envoy.filters.http.ext_authz",
+        "tokenlabs.extproc",
+        "tokenlabs.epp",
+        "envoy.filters.http.router",
+    ]
+    removed = [m["remove"] for m in manager["early_header_mutation_extensions"][0]["typed_config"]["mutations"]]
+    assert removed == list(GATEWAY_OWNED_HEADERS)
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    by_model = {r["match"]["headers"][0]["string_match"]["exact"]: r["route"]["cluster"] for r in routes[:-1]}
+    assert by_model == {
+        "meta-llama/Llama-3.1-8B-Instruct": "pool_llama",
+        "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8": "pool_nemotron-vl",
+    }
+    clusters = {c["name"]: c for c in document["static_resources"]["clusters"]}
+    assert clusters["pool_llama"]["original_dst_lb_config"]["http_header_name"] == "x-gateway-destination-endpoint"
+    assert clusters["tokenlabs_authz"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+        "socket_address"
+    ] == {"address": "127.0.0.1", "port_value": 9001}

@@ -1,0 +1,49 @@
+"""Small builders shared by the unit tests of the ext_proc and ext_authz servicers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as extproc_pb2
+
+from tokenlabs.settings import Settings, load
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_settings() -> Settings:
+    return load(REPO / "tokenlabs.yaml", environ={})
+
+
+def header_map(headers: dict[str, str]) -> base_pb2.HeaderMap:
+    return base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in headers.items()])
+
+
+def request_headers(headers: dict[str, str], end_of_stream: bool = False) -> extproc_pb2.ProcessingRequest:
+    return extproc_pb2.ProcessingRequest(
+        request_headers=extproc_pb2.HttpHeaders(headers=header_map(headers), end_of_stream=end_of_stream)
+    )
+
+
+def request_body(body: bytes) -> extproc_pb2.ProcessingRequest:
+    return extproc_pb2.ProcessingRequest(request_body=extproc_pb2.HttpBody(body=body, end_of_stream=True))
+
+
+def response_headers(headers: dict[str, str]) -> extproc_pb2.ProcessingRequest:
+    return extproc_pb2.ProcessingRequest(response_headers=extproc_pb2.HttpHeaders(headers=header_map(headers)))
+
+
+def response_body(body: bytes, end_of_stream: bool = False) -> extproc_pb2.ProcessingRequest:
+    return extproc_pb2.ProcessingRequest(response_body=extproc_pb2.HttpBody(body=body, end_of_stream=end_of_stream))
+
+
+async def stream(messages: Iterable[extproc_pb2.ProcessingRequest]) -> AsyncIterator[extproc_pb2.ProcessingRequest]:
+    for message in messages:
+        yield message
+
+
+def set_headers(response: extproc_pb2.ProcessingResponse, phase: str) -> dict[str, str]:
+    mutation = getattr(response, phase).response.header_mutation
+    return {option.header.key: option.header.raw_value.decode() for option in mutation.set_headers}

@@ -1,0 +1,54 @@
+"""`tokenlabs dev` as a supervisor: clean stop with no orphans, and a loud stop when a part fails."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.integration.stack import REPO, alive, children_of, stack_config, start_stack
+
+
+def test_sigterm_stops_every_child(tmp_path: Path) -> None:
+    stack = start_stack(stack_config(tmp_path))
+    children = children_of(stack.process.pid)
+    assert len(children) == 5, stack.log()  # authz, extproc, epp, workers, envoy
+    assert stack.stop() == 0
+    assert not [pid for pid in children if alive(pid)]
+    assert "tokenlabs dev: stopping" in stack.log()
+
+
+def test_a_failing_part_stops_the_stack_and_shows_its_output(tmp_path: Path) -> None:
+    config = stack_config(tmp_path)
+    text = config.read_text()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        # The gateway port is taken: Envoy cannot bind and exits.
+        document = yaml.safe_load(text)
+        document["gateway"]["port"] = port
+        config.write_text(yaml.safe_dump(document))
+        result = subprocess.run(
+            [sys.executable, "-m", "tokenlabs", "dev", "--config", str(config), "--startup-timeout", "30"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+    assert result.returncode == 1
+    assert "envoy exited with code" in result.stderr
+    assert "its last output" in result.stderr
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("tiers: {free: {requests_per_minute: -5}}\nmodels: {}\npools: {}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "tokenlabs", "dev", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "tiers.free.requests_per_minute" in result.stderr and "-5" in result.stderr

@@ -1,0 +1,80 @@
+"""Failures answer promptly in OpenAI's error format: big bodies, stalled plugin servers, absent workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.integration.stack import RunningStack, stack_config, start_stack
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+VL = "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8"
+AUTH = {"authorization": "Bearer tlabs_pro_demo_key_change_me", "content-type": "application/json"}
+CHAT = orjson.dumps({"model": LLAMA, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+
+
+def post(stack: RunningStack, body: bytes) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = httpx.post(f"{stack.gateway}/v1/chat/completions", content=body, headers=AUTH, timeout=15)
+    return response, time.monotonic() - started
+
+
+def test_body_over_the_limit_is_a_prompt_413(stack: RunningStack) -> None:
+    response, elapsed = post(stack, b"x" * (10 * 1024 * 1024))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert elapsed < 5
+
+
+def test_multi_mib_image_body_passes_intact(stack: RunningStack) -> None:
+    image = "data:image/png;base64," + "A" * (6 * 1024 * 1024)
+    body = orjson.dumps(
+        {
+            "model": VL,
+            "max_tokens": 2,
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}]}],
+        }
+    )
+    response, _ = post(stack, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("server", "status", "code"),
+    [
+        ("serve authz", 503, "authorization_unavailable"),
+        ("serve extproc", 504, "gateway_error"),
+        ("serve epp", 504, "gateway_error"),
+    ],
+)
+def test_a_stalled_plugin_server_gives_a_json_error_not_a_hang(
+    stack: RunningStack, server: str, status: int, code: str
+) -> None:
+    pid = stack.child_pid(server)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        response, elapsed = post(stack, CHAT)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert elapsed < 5  # bounded by the ext_authz (1 s) and ext_proc message (2 s) timeouts
+    assert post(stack, CHAT)[0].status_code == 200  # and it recovers by itself
+
+
+def test_no_reachable_worker_is_503_json(tmp_path: Path) -> None:
+    stack = start_stack(stack_config(tmp_path), extra_args=("--engine", "none"))
+    try:
+        response, _ = post(stack, CHAT)
+    finally:
+        assert stack.stop() == 0
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "upstream_unavailable"

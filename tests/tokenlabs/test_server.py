@@ -1,0 +1,108 @@
+"""The gRPC scaffold over real loopback gRPC: health gating, reflection, metrics, big messages, drain."""
+
+import asyncio
+
+import aiohttp
+import grpc
+import pytest
+from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from authz.secrets import Tenant, key_digest
+from authz.servicer import SERVICE_NAME, AuthorizationServicer
+from authz.snapshot import build_snapshot
+from tests.ports import free_port
+from tokenlabs.server import PluginServer, ServiceBinding
+from tokenlabs.settings import ServerSettings
+from tokenlabs.telemetry import Telemetry
+
+SNAPSHOT = build_snapshot([Tenant("acme", "pro", "ns/acme", key_digest("tlabs_sk_acme"))])
+
+
+@pytest.fixture
+async def server() -> PluginServer:
+    settings = ServerSettings("127.0.0.1", free_port(), free_port(), drain_seconds=2.0)
+    telemetry = Telemetry.create("authz")
+    binding = ServiceBinding(
+        SERVICE_NAME,
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server,
+        AuthorizationServicer(lambda: SNAPSHOT, telemetry, 8 * 1024 * 1024),
+    )
+    async with PluginServer(settings, telemetry, [binding], max_message_bytes=8 * 1024 * 1024) as plugin:
+        plugin.settings = settings  # type: ignore[attr-defined]
+        yield plugin
+
+
+def check_request(key: str, body: str = "") -> external_auth_pb2.CheckRequest:
+    http = attribute_context_pb2.AttributeContext.HttpRequest(
+        headers={"authorization": f"Bearer {key}", "x-tenant-id": "forged"}, path="/v1/chat/completions", body=body
+    )
+    return external_auth_pb2.CheckRequest(
+        attributes=attribute_context_pb2.AttributeContext(
+            request=attribute_context_pb2.AttributeContext.Request(http=http)
+        )
+    )
+
+
+async def test_health_is_not_serving_until_ready(server: PluginServer) -> None:
+    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:  # type: ignore[attr-defined]
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", SERVICE_NAME):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        await server.mark_ready()
+        for service in ("", SERVICE_NAME):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_every_service(server: PluginServer) -> None:
+    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:  # type: ignore[attr-defined]
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for reply in stub.ServerReflectionInfo(iter([request])):
+            names = {service.name for service in reply.list_services_response.service}
+            break
+    assert {SERVICE_NAME, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+async def test_check_over_grpc_with_a_multi_mib_body(server: PluginServer) -> None:
+    async with grpc.aio.insecure_channel(
+        server.settings.grpc_address,  # type: ignore[attr-defined]
+        options=[("grpc.max_send_message_length", 16 * 1024 * 1024)],
+    ) as channel:
+        stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+        allowed = await stub.Check(check_request("tlabs_sk_acme", body="x" * (6 * 1024 * 1024)))
+        denied = await stub.Check(check_request("tlabs_sk_nope"))
+    assert allowed.status.code == 0
+    headers = {option.header.key: option.header.value for option in allowed.ok_response.headers}
+    assert headers == {"x-tenant-id": "acme", "x-tenant-tier": "pro"}
+    assert {"authorization", "x-api-key", "x-ai-eg-model", "x-gateway-destination-endpoint"} <= set(
+        allowed.ok_response.headers_to_remove
+    )
+    assert allowed.dynamic_metadata.fields["tenant_id"].string_value == "acme"
+    assert denied.denied_response.status.code == 401
+    assert '"invalid_api_key"' in denied.denied_response.body
+    assert "tlabs_sk_nope" not in denied.denied_response.body
+
+
+async def test_metrics_are_served_over_http(server: PluginServer) -> None:
+    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:  # type: ignore[attr-defined]
+        await external_auth_pb2_grpc.AuthorizationStub(channel).Check(check_request("tlabs_sk_acme"))
+    url = f"http://127.0.0.1:{server.settings.metrics_port}/metrics"  # type: ignore[attr-defined]
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    assert response.status == 200
+    assert 'tokenlabs_authz_decisions_total{reason="ok",result="allow"} 1.0' in text
+    assert "tokenlabs_decision_duration_seconds_bucket" in text
+
+
+async def test_drain_refuses_new_work_and_reports_not_serving(server: PluginServer) -> None:
+    await server.mark_ready()
+    await server.drain()
+    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:  # type: ignore[attr-defined]
+        with pytest.raises(grpc.aio.AioRpcError):
+            await asyncio.wait_for(
+                health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5), 2
+            )

@@ -1,0 +1,5 @@
+import sys
+
+from tokenlabs.cli import main
+
+sys.exit(main())

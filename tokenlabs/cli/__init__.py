@@ -1,0 +1,32 @@
+"""The ``tokenlabs`` command line.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the module sets ``func`` on its parser
+to a callable ``(args) -> int``. Registration is explicit, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tokenlabs.cli import dev, engine, envoy, serve
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenlabs", description=__doc__.splitlines()[0] if __doc__ else None)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (dev, envoy, serve, engine):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

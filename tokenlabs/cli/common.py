@@ -1,0 +1,27 @@
+"""Options and start-up steps every subcommand shares."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tokenlabs.errors import ConfigError
+from tokenlabs.settings import Settings, load
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help="tokenlabs YAML config (default: $TOKENLABS_CONFIG, else ./tokenlabs.yaml)",
+    )
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """Load settings or exit with status 2 and the message naming the bad key."""
+    try:
+        return load(args.config)
+    except ConfigError as error:
+        print(f"tokenlabs: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,224 @@
+"""The local stack as supervised child processes: Envoy, the three plugin servers and simulated workers.
+
+Used by ``tokenlabs dev``, the integration tests and the benchmarks. Guarantees: every child gets SIGTERM when the
+supervisor stops and (on Linux) when the supervisor dies, so nothing outlives it; a child that exits early stops
+the whole stack with its last output shown; readiness means gRPC health SERVING for the plugin servers, ``/health``
+200 for workers and ``/ready`` 200 on Envoy's admin port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tokenlabs.envoy_config import find_envoy, render_bootstrap
+from tokenlabs.settings import ServerSettings, Settings
+
+log = logging.getLogger(__name__)
+
+ReadyCheck = Callable[[], Awaitable[bool]]
+OUTPUT_TAIL_LINES = 40
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM if the supervisor goes away."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: Sequence[str]
+    ready: ReadyCheck
+    process: asyncio.subprocess.Process | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_TAIL_LINES))
+    pump: asyncio.Task[None] | None = None
+
+
+class ChildFailed(RuntimeError):
+    def __init__(self, child: Child, reason: str) -> None:
+        self.child = child
+        tail = "\n".join(f"    {line}" for line in child.tail) or "    (no output)"
+        super().__init__(f"{child.name} {reason}; its last output:\n{tail}")
+
+
+def grpc_serving(server: ServerSettings) -> ReadyCheck:
+    async def check() -> bool:
+        async with grpc.aio.insecure_channel(server.grpc_address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+            except grpc.aio.AioRpcError:
+                return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return check
+
+
+def http_ok(*urls: str) -> ReadyCheck:
+    async def check() -> bool:
+        timeout = aiohttp.ClientTimeout(total=1.0)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                for url in urls:
+                    async with session.get(url) as response:
+                        if response.status != 200:
+                            return False
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return True
+
+    return check
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    config_path: Path
+    start_workers: bool = True
+    envoy_log_level: str = "warning"
+    envoy_concurrency: int = 2
+    startup_timeout_s: float = 60.0
+    stop_timeout_s: float = 15.0
+    echo: Callable[[str], None] = print
+
+
+def plan(settings: Settings, options: StackOptions, envoy_config: Path) -> list[Child]:
+    """The children in start order; Envoy last so that it never routes to a server that is not up yet."""
+    python = sys.executable
+    config = str(options.config_path)
+    children = [
+        Child(name, [python, "-m", "tokenlabs", "serve", name, "--config", config], grpc_serving(server))
+        for name, server in (("authz", settings.authz), ("extproc", settings.extproc), ("epp", settings.epp))
+    ]
+    if options.start_workers:
+        children.append(worker_child(settings))
+    gateway = settings.gateway
+    children.append(
+        Child(
+            "envoy",
+            [
+                find_envoy(),
+                "-c",
+                str(envoy_config),
+                "--disable-hot-restart",
+                "--log-level",
+                options.envoy_log_level,
+                "--concurrency",
+                str(options.envoy_concurrency),
+            ],
+            http_ok(f"http://{gateway.host}:{gateway.admin_port}/ready"),
+        )
+    )
+    return children
+
+
+def worker_child(settings: Settings) -> Child:
+    """One simulator process serves every statically listed endpoint, each on its own port."""
+    argv = [sys.executable, "-m", "tokenlabs", "engine", "sim"]
+    health_urls = []
+    for pool in settings.pools.values():
+        served = ",".join(name for name, model in settings.models.items() if model.pool == pool.name)
+        for endpoint in pool.endpoints:
+            argv += ["--worker", f"{served}={endpoint.address}"]
+            health_urls.append(f"http://{endpoint.address}/health")
+    for key, value in settings.engine_sim.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return Child("workers", argv, http_ok(*health_urls))
+
+
+class Stack:
+    """Start with ``await stack.start()``; ``await stack.wait()`` returns when a child dies; always ``stop()``."""
+
+    def __init__(self, settings: Settings, options: StackOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self._workdir = tempfile.TemporaryDirectory(prefix="tokenlabs-dev-")
+        envoy_config = Path(self._workdir.name) / "envoy.yaml"
+        envoy_config.write_text(render_bootstrap(settings), encoding="utf-8")
+        self.children = plan(settings, options, envoy_config)
+
+    async def start(self) -> None:
+        for child in self.children:
+            await self._spawn(child)
+        deadline = asyncio.get_running_loop().time() + self.options.startup_timeout_s
+        pending = list(self.children)
+        while pending:
+            for child in list(pending):
+                self._raise_if_exited(child)
+                if await child.ready():
+                    pending.remove(child)
+            if pending and asyncio.get_running_loop().time() > deadline:
+                raise ChildFailed(pending[0], f"was not ready within {self.options.startup_timeout_s:.0f}s")
+            if pending:
+                await asyncio.sleep(0.1)
+
+    async def _spawn(self, child: Child) -> None:
+        child.process = await asyncio.create_subprocess_exec(
+            *child.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        child.pump = asyncio.create_task(self._pump(child), name=f"output-{child.name}")
+
+    async def _pump(self, child: Child) -> None:
+        assert child.process is not None and child.process.stdout is not None
+        width = max(len(c.name) for c in self.children)
+        async for raw in child.process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            child.tail.append(line)
+            self.options.echo(f"{child.name:<{width}} | {line}")
+
+    @staticmethod
+    def _raise_if_exited(child: Child) -> None:
+        if child.process is not None and child.process.returncode is not None:
+            raise ChildFailed(child, f"exited with code {child.process.returncode}")
+
+    async def wait(self) -> ChildFailed:
+        """Block until any child exits; returns the failure to report."""
+        waits = {asyncio.ensure_future(child.process.wait()): child for child in self.children if child.process}
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for future in waits:
+            future.cancel()
+        child = waits[next(iter(done))]
+        if child.pump is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(child.pump, 2.0)
+        return ChildFailed(child, f"exited with code {child.process.returncode if child.process else '?'}")
+
+    async def stop(self) -> None:
+        """SIGTERM in reverse start order (Envoy first, so no new traffic), then SIGKILL whoever lingers."""
+        for child in reversed(self.children):
+            if child.process is not None and child.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.terminate()
+        for child in reversed(self.children):
+            if child.process is None:
+                continue
+            try:
+                await asyncio.wait_for(child.process.wait(), self.options.stop_timeout_s)
+            except TimeoutError:
+                log.warning("child did not stop in time; killing it", extra={"child": child.name})
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+                await child.process.wait()
+            if child.pump is not None:
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(child.pump, 2.0)
+        self._workdir.cleanup()

@@ -1,0 +1,60 @@
+"""Render the Envoy bootstrap from ``Settings``, and find the Envoy binary.
+
+The template lives in the repository's ``envoy/`` folder (not a Python package: that name belongs to the Envoy
+API packages); ``TOKENLABS_ENVOY_TEMPLATE`` or ``--template`` point elsewhere. The binary is ``$TOKENLABS_ENVOY``,
+else ``envoy`` next to the running interpreter (``make`` puts it in ``.venv/bin``), else ``envoy`` on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import jinja2
+
+from tokenlabs.settings import Settings
+
+GATEWAY_OWNED_HEADERS = ("x-tenant-id", "x-tenant-tier", "x-ai-eg-model", "x-gateway-destination-endpoint")
+# Headroom over the largest accepted body for Envoy's own framing of buffered bodies.
+BUFFER_HEADROOM_BYTES = 1024 * 1024
+
+
+def default_template() -> Path:
+    configured = os.environ.get("TOKENLABS_ENVOY_TEMPLATE")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parent.parent / "envoy" / "bootstrap.yaml.j2"
+
+
+def render_bootstrap(settings: Settings, template: Path | None = None) -> str:
+    path = template or default_template()
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(path.parent),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # YAML, not HTML
+    )
+    return environment.get_template(path.name).render(
+        gateway=settings.gateway,
+        timeout_seconds=int(settings.gateway.request_timeout_seconds),
+        buffer_limit_bytes=settings.limits.max_request_body_bytes + BUFFER_HEADROOM_BYTES,
+        gateway_owned_headers=GATEWAY_OWNED_HEADERS,
+        models=list(settings.models.values()),
+        pools=list(settings.pools.values()),
+        plugin_servers=[("authz", settings.authz), ("extproc", settings.extproc), ("epp", settings.epp)],
+    )
+
+
+def find_envoy() -> str:
+    configured = os.environ.get("TOKENLABS_ENVOY")
+    if configured:
+        return configured
+    beside_python = Path(sys.executable).parent / "envoy"
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("no Envoy binary: run `make envoy` or set TOKENLABS_ENVOY to its path")
+    return found

@@ -1,0 +1,298 @@
+"""The one frozen ``Settings`` object, loaded once in ``main()`` from YAML plus environment overrides.
+
+File: ``--config PATH``, else ``$TOKENLABS_CONFIG``, else ``./tokenlabs.yaml``. Environment overrides use the
+prefix ``TOKENLABS_`` and ``__`` between levels, values parsed as YAML scalars:
+``TOKENLABS_QUOTA_STORE=redis://10.0.0.5:6379/0``, ``TOKENLABS_AUTHZ__GRPC_PORT=9101``. Relative paths in the file
+are relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from tokenlabs.config_reader import Section
+from tokenlabs.errors import ConfigError
+
+ENV_PREFIX = "TOKENLABS_"
+CONFIG_ENV = "TOKENLABS_CONFIG"
+DEFAULT_CONFIG = "tokenlabs.yaml"
+ALL_MODELS = "*"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: Any, key: str) -> Endpoint:
+        host, sep, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(key, text, "must be 'host:port'")
+        return cls(host.strip("[]"), int(port))
+
+
+@dataclass(frozen=True)
+class TierSettings:
+    name: str
+    requests_per_minute: int | None
+    requests_per_day: int | None
+    tokens_per_minute: int | None
+    tokens_per_day: int | None
+    models: tuple[str, ...]
+
+    def allows_model(self, model: str) -> bool:
+        return ALL_MODELS in self.models or model in self.models
+
+
+@dataclass(frozen=True)
+class TenantSourceSettings:
+    kind: str
+    directory: Path
+    namespace: str
+    label_selector: str
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str
+    pool: str
+    input_usd_per_1m_tokens: float
+    output_usd_per_1m_tokens: float
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    name: str
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where one plugin server listens: gRPC for Envoy, HTTP for Prometheus."""
+
+    host: str
+    grpc_port: int
+    metrics_port: int
+    drain_seconds: float
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str
+    port: int
+    admin_port: int
+    request_timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    max_request_body_bytes: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    tiers: Mapping[str, TierSettings]
+    tenants: TenantSourceSettings
+    models: Mapping[str, ModelSettings]
+    pools: Mapping[str, PoolSettings]
+    quota_store: str
+    limits: LimitSettings
+    gateway: GatewaySettings
+    authz: ServerSettings
+    extproc: ServerSettings
+    epp: ServerSettings
+    engine_sim: Mapping[str, Any]
+    log_level: str
+    source: Path | None = field(default=None, compare=False)
+
+
+_DEFAULT_PORTS = {"authz": (9001, 9091), "extproc": (9002, 9092), "epp": (9003, 9093)}
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file and the environment; raise ``ConfigError`` naming the first bad key."""
+    environ = os.environ if environ is None else environ
+    config_path = Path(path or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--config", str(config_path), f"cannot be read ({exc.strerror})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("--config", str(config_path), f"is not valid YAML ({exc})") from None
+    document = apply_env_overrides(document or {}, environ)
+    settings = parse(document, base_dir=config_path.resolve().parent)
+    return _with_source(settings, config_path.resolve())
+
+
+def _with_source(settings: Settings, source: Path) -> Settings:
+    values = {name: getattr(settings, name) for name in Settings.__dataclass_fields__}
+    values["source"] = source
+    return Settings(**values)
+
+
+def apply_env_overrides(document: Any, environ: Mapping[str, str]) -> Any:
+    if not isinstance(document, dict):
+        raise ConfigError("<root>", document, "must be a mapping")
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if not all(keys):
+            raise ConfigError(name, value, "environment override has an empty key segment")
+        node = document
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(".".join(keys), value, f"environment override {name} crosses a non-mapping")
+            node = child
+        try:
+            node[keys[-1]] = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            node[keys[-1]] = value
+    return document
+
+
+def parse(document: Any, base_dir: Path) -> Settings:
+    root = Section(document, "")
+    tiers = _parse_tiers(root.section("tiers"))
+    pools = _parse_pools(root.section("pools"))
+    models = _parse_models(root.section("models"), pools)
+    for tier in tiers.values():
+        for model in tier.models:
+            if model != ALL_MODELS and model not in models:
+                raise ConfigError(f"tiers.{tier.name}.models", model, "names a model that is not configured")
+    settings = Settings(
+        tiers=MappingProxyType(tiers),
+        tenants=_parse_tenants(root.section("tenants"), base_dir),
+        models=MappingProxyType(models),
+        pools=MappingProxyType(pools),
+        quota_store=_parse_store_url(root),
+        limits=_parse_limits(root.section("limits")),
+        gateway=_parse_gateway(root.section("gateway")),
+        authz=_parse_server(root.section("authz"), "authz"),
+        extproc=_parse_server(root.section("extproc"), "extproc"),
+        epp=_parse_server(root.section("epp"), "epp"),
+        engine_sim=MappingProxyType(dict(root.section("engine").section("sim").items())),
+        log_level=root.string("log_level", "info", choices=("debug", "info", "warning", "error")),
+    )
+    root.reject_unknown()
+    return settings
+
+
+def _parse_tiers(section: Section) -> dict[str, TierSettings]:
+    tiers: dict[str, TierSettings] = {}
+    for name, _ in section.items():
+        tier = section.section(name)
+        tiers[name] = TierSettings(
+            name=name,
+            requests_per_minute=tier.optional_integer("requests_per_minute"),
+            requests_per_day=tier.optional_integer("requests_per_day"),
+            tokens_per_minute=tier.optional_integer("tokens_per_minute"),
+            tokens_per_day=tier.optional_integer("tokens_per_day"),
+            models=tier.string_list("models", [ALL_MODELS]),
+        )
+        tier.reject_unknown()
+    if not tiers:
+        raise ConfigError("tiers", None, "must define at least one tier")
+    return tiers
+
+
+def _parse_pools(section: Section) -> dict[str, PoolSettings]:
+    pools: dict[str, PoolSettings] = {}
+    for name, _ in section.items():
+        pool = section.section(name)
+        raw = pool.string_list("endpoints")
+        endpoints = tuple(Endpoint.parse(item, f"{pool.path_of('endpoints')}[{i}]") for i, item in enumerate(raw))
+        if not endpoints:
+            raise ConfigError(pool.path_of("endpoints"), raw, "must list at least one endpoint")
+        pools[name] = PoolSettings(name=name, endpoints=endpoints)
+        pool.reject_unknown()
+    return pools
+
+
+def _parse_models(section: Section, pools: Mapping[str, PoolSettings]) -> dict[str, ModelSettings]:
+    models: dict[str, ModelSettings] = {}
+    for name, _ in section.items():
+        model = section.section(name)
+        pool = model.string("pool")
+        if pool not in pools:
+            raise ConfigError(model.path_of("pool"), pool, "names a pool that is not configured")
+        models[name] = ModelSettings(
+            name=name,
+            pool=pool,
+            input_usd_per_1m_tokens=model.number("input_usd_per_1m_tokens", 0.0),
+            output_usd_per_1m_tokens=model.number("output_usd_per_1m_tokens", 0.0),
+        )
+        model.reject_unknown()
+    if not models:
+        raise ConfigError("models", None, "must define at least one model")
+    return models
+
+
+def _parse_tenants(section: Section, base_dir: Path) -> TenantSourceSettings:
+    kind = section.string("source", "directory", choices=("directory", "kubernetes"))
+    directory = Path(section.string("directory", "manifests/examples/tenants"))
+    settings = TenantSourceSettings(
+        kind=kind,
+        directory=directory if directory.is_absolute() else base_dir / directory,
+        namespace=section.string("namespace", "kuadrant-system"),
+        label_selector=section.string("label_selector", "authorino.kuadrant.io/managed-by=authorino"),
+    )
+    section.reject_unknown()
+    return settings
+
+
+def _parse_store_url(root: Section) -> str:
+    url = root.string("quota_store", "memory://")
+    if not url.startswith(("memory://", "redis://", "rediss://", "unix://")):
+        raise ConfigError("quota_store", url, "must be memory:// or a redis:// URL")
+    return url
+
+
+def _parse_limits(section: Section) -> LimitSettings:
+    settings = LimitSettings(
+        max_request_body_bytes=section.integer("max_request_body_bytes", 8 * 1024 * 1024, minimum=1024),
+    )
+    section.reject_unknown()
+    return settings
+
+
+def _parse_gateway(section: Section) -> GatewaySettings:
+    settings = GatewaySettings(
+        host=section.string("host", "127.0.0.1"),
+        port=section.integer("port", 8080, minimum=1, maximum=65535),
+        admin_port=section.integer("admin_port", 9901, minimum=1, maximum=65535),
+        request_timeout_seconds=section.number("request_timeout_seconds", 300.0),
+    )
+    section.reject_unknown()
+    return settings
+
+
+def _parse_server(section: Section, name: str) -> ServerSettings:
+    grpc_port, metrics_port = _DEFAULT_PORTS[name]
+    settings = ServerSettings(
+        host=section.string("host", "127.0.0.1"),
+        grpc_port=section.integer("grpc_port", grpc_port, minimum=1, maximum=65535),
+        metrics_port=section.integer("metrics_port", metrics_port, minimum=1, maximum=65535),
+        drain_seconds=section.number("drain_seconds", 10.0),
+    )
+    section.reject_unknown()
+    return settings

@@ -1,0 +1,129 @@
+"""Metrics and logs for the plugin servers.
+
+Metrics go through the OpenTelemetry SDK into a Prometheus registry owned by the server (never the process-global
+one, so several servers can live in one test process) and are served as ``/metrics`` over HTTP. Logs are one JSON
+object per line; every record passes one redaction step so that an API key can not reach a log even by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+# Latency buckets in seconds sized for in-process decisions (tens of µs) up to slow store round trips.
+DECISION_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"),
+    re.compile(r"(?i)((?:api[_-]?key|authorization|x-api-key)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"),
+    re.compile(r"()tlabs_[A-Za-z0-9_\-]+"),
+)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """Replace anything shaped like a credential with a marker."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda match: match.group(1) + REDACTED, text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and any ``extra={...}`` fields."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return redact(orjson.dumps(entry, default=str).decode())
+
+
+def configure_logging(level: str, stream: Any = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """The meter a server creates its instruments from, and the registry its ``/metrics`` serves."""
+
+    service: str
+    meter: Meter
+    registry: CollectorRegistry
+    provider: MeterProvider
+    decision_seconds: Histogram
+
+    @classmethod
+    def create(cls, service: str) -> Telemetry:
+        registry = CollectorRegistry(auto_describe=True)
+        reader = PrometheusMetricReader(registry=registry, disable_target_info=True, scope_info_enabled=False)
+        provider = MeterProvider(
+            resource=Resource.create({"service.name": f"tokenlabs-{service}"}),
+            metric_readers=[reader],
+            views=[
+                View(
+                    instrument_name="tokenlabs_decision_duration",
+                    aggregation=ExplicitBucketHistogramAggregation(DECISION_BUCKETS),
+                )
+            ],
+        )
+        meter = provider.get_meter(f"tokenlabs.{service}")
+        decision_seconds = meter.create_histogram(
+            "tokenlabs_decision_duration",
+            unit="s",
+            description="Time to decide one Envoy message, by server, phase and result.",
+        )
+        return cls(service, meter, registry, provider, decision_seconds)
+
+    def record_decision(self, phase: str, result: str, started: float) -> None:
+        self.decision_seconds.record(
+            time.perf_counter() - started, {"server": self.service, "phase": phase, "result": result}
+        )
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()
+
+
+async def start_metrics_http(telemetry: Telemetry, host: str, port: int) -> web.AppRunner:
+    """Serve ``GET /metrics`` on its own port; returns the runner to clean up on shutdown."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=telemetry.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
