@@ -174,6 +174,8 @@ class Stack:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
+            # Own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in order.
+            start_new_session=True,
         )
         child.pump = asyncio.create_task(self._pump(child), name=f"output-{child.name}")
 

@@ -64,6 +64,10 @@ class PluginServer:
         self._metrics: web.AppRunner | None = None
         self.bound_port = 0
 
+    @property
+    def settings(self) -> ServerSettings:
+        return self._settings
+
     async def __aenter__(self) -> PluginServer:
         server = grpc.aio.server(options=self._options)
         for binding in self._services:

@@ -1,5 +1,6 @@
 import orjson
 import pytest
+from envoy.service.ext_proc.v3 import external_processor_pb2 as extproc_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from extproc.metering import Metering
@@ -30,8 +31,10 @@ def servicer(telemetry: Telemetry) -> ExternalProcessorServicer:
     return ExternalProcessorServicer(repo_settings(), telemetry, Metering(telemetry))
 
 
-async def run(servicer: ExternalProcessorServicer, *messages: object) -> list[object]:
-    return [response async for response in servicer.Process(stream(messages), None)]  # type: ignore[arg-type]
+async def run(
+    servicer: ExternalProcessorServicer, *messages: extproc_pb2.ProcessingRequest
+) -> list[extproc_pb2.ProcessingResponse]:
+    return [response async for response in servicer.Process(stream(messages), None)]
 
 
 def samples(telemetry: Telemetry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -55,8 +58,8 @@ async def test_routes_by_model_and_meters_json_usage(servicer: ExternalProcessor
         response_body(body[7:], end_of_stream=True),
     )
     routed = responses[1]
-    assert set_headers(routed, "request_body") == {"x-ai-eg-model": LLAMA}  # type: ignore[arg-type]
-    assert routed.request_body.response.clear_route_cache  # type: ignore[attr-defined]
+    assert set_headers(routed, "request_body") == {"x-ai-eg-model": LLAMA}
+    assert routed.request_body.response.clear_route_cache
     tokens = samples(telemetry, "tokenlabs_tokens_total")
     assert tokens[(("kind", "prompt"), ("model", LLAMA), ("tenant", "acme"))] == 10
     assert tokens[(("kind", "completion"), ("model", LLAMA), ("tenant", "acme"))] == 4
@@ -94,7 +97,7 @@ async def test_refusals_are_openai_errors(
 ) -> None:
     messages = [request_headers(headers)] + ([request_body(body)] if body is not None else [])
     responses = await run(servicer, *messages)
-    answer = responses[-1].immediate_response  # type: ignore[attr-defined]
+    answer = responses[-1].immediate_response
     assert answer.status.code == status
     assert orjson.loads(answer.body)["error"]["code"] == code
 
@@ -102,7 +105,7 @@ async def test_refusals_are_openai_errors(
 async def test_models_listing_is_answered_directly_per_tier(servicer: ExternalProcessorServicer) -> None:
     headers = {**PRO, ":method": "GET", ":path": "/v1/models", "x-tenant-tier": "free"}
     (response,) = await run(servicer, request_headers(headers, end_of_stream=True))
-    answer = response.immediate_response  # type: ignore[attr-defined]
+    answer = response.immediate_response
     assert answer.status.code == 200
     assert [m["id"] for m in orjson.loads(answer.body)["data"]] == [LLAMA]
 
@@ -111,5 +114,5 @@ async def test_local_replies_pass_through_untouched(servicer: ExternalProcessorS
     responses = await run(
         servicer, response_headers({":status": "401"}), response_body(b'{"error":{}}', end_of_stream=True)
     )
-    assert [r.WhichOneof("response") for r in responses] == ["response_headers", "response_body"]  # type: ignore[attr-defined]
+    assert [r.WhichOneof("response") for r in responses] == ["response_headers", "response_body"]
     assert samples(telemetry, "tokenlabs_requests_total") == {}

@@ -8,7 +8,7 @@ USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
 
 
 def sse_stream(tokens: int, usage: bool = True) -> bytes:
-    events = [{"choices": [{"delta": {"content": f"t{i}"}}]} for i in range(tokens)]
+    events: list[dict[str, object]] = [{"choices": [{"delta": {"content": f"t{i}"}}]} for i in range(tokens)]
     if usage:
         events.append({"choices": [], "usage": USAGE})
     return b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in events) + b"data: [DONE]\n\n"

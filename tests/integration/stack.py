@@ -98,7 +98,9 @@ class RunningStack:
         return "\n".join(self.output)
 
 
-def start_stack(config_path: Path, timeout: float = 90.0, extra_args: tuple[str, ...] = ()) -> RunningStack:
+def start_stack(
+    config_path: Path, timeout: float = 90.0, extra_args: tuple[str, ...] = (), new_session: bool = False
+) -> RunningStack:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "tokenlabs", "dev", "--config", str(config_path), *extra_args],
@@ -108,6 +110,7 @@ def start_stack(config_path: Path, timeout: float = 90.0, extra_args: tuple[str,
         text=True,
         env=env,
         cwd=REPO,
+        start_new_session=new_session,
     )
     stack = RunningStack(process, yaml.safe_load(config_path.read_text()), config_path)
     ready = threading.Event()

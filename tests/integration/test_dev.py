@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +21,16 @@ def test_sigterm_stops_every_child(tmp_path: Path) -> None:
     assert stack.stop() == 0
     assert not [pid for pid in children if alive(pid)]
     assert "tokenlabs dev: stopping" in stack.log()
+
+
+def test_ctrl_c_in_a_terminal_stops_every_child(tmp_path: Path) -> None:
+    # A terminal sends SIGINT to the whole foreground process group, not just to `tokenlabs dev`.
+    stack = start_stack(stack_config(tmp_path), new_session=True)
+    children = children_of(stack.process.pid)
+    os.killpg(stack.process.pid, signal.SIGINT)
+    assert stack.process.wait(30) == 0, stack.log()
+    assert not [pid for pid in children if alive(pid)]
+    assert "exited with code" not in stack.log()
 
 
 def test_a_failing_part_stops_the_stack_and_shows_its_output(tmp_path: Path) -> None:

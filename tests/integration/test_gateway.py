@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.stack import RunningStack
@@ -16,7 +17,7 @@ LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 VL = "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8"
 PRO_KEY = "tlabs_pro_demo_key_change_me"
 FREE_KEY = "tlabs_free_demo_key_change_me"
-HELLO = [{"role": "user", "content": "Say hello to the gateway."}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello to the gateway."}]
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 async def test_chat_with_the_openai_sdk_returns_usage(client: openai.AsyncOpenAI) -> None:
-    reply = await client.chat.completions.create(model=LLAMA, messages=HELLO, max_tokens=8)  # type: ignore[arg-type]
+    reply = await client.chat.completions.create(model=LLAMA, messages=HELLO, max_tokens=8)
     assert reply.model == LLAMA
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens == 8
@@ -56,7 +57,7 @@ async def test_completions_endpoint(client: openai.AsyncOpenAI) -> None:
 async def test_streaming_delivers_chunks_usage_and_done(client: openai.AsyncOpenAI, http: httpx.AsyncClient) -> None:
     stream = await client.chat.completions.create(
         model=LLAMA,
-        messages=HELLO,  # type: ignore[arg-type]
+        messages=HELLO,
         stream=True,
         stream_options={"include_usage": True},
         max_tokens=6,
@@ -101,7 +102,7 @@ async def test_x_api_key_header_is_accepted(http: httpx.AsyncClient) -> None:
 
 async def test_unknown_model_is_404(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        await client.chat.completions.create(model="gpt-unknown", messages=HELLO)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="gpt-unknown", messages=HELLO)
     assert caught.value.code == "model_not_found"
 
 
@@ -136,18 +137,18 @@ async def test_models_lists_what_the_tier_may_use(stack: RunningStack) -> None:
 async def test_free_tier_may_not_use_the_vl_model(stack: RunningStack) -> None:
     async with openai.AsyncOpenAI(base_url=f"{stack.gateway}/v1", api_key=FREE_KEY, max_retries=0) as free:
         with pytest.raises(openai.PermissionDeniedError):
-            await free.chat.completions.create(model=VL, messages=HELLO)  # type: ignore[arg-type]
+            await free.chat.completions.create(model=VL, messages=HELLO)
 
 
 async def test_vl_model_accepts_image_content_parts(client: openai.AsyncOpenAI) -> None:
     image = "data:image/png;base64," + "iVBORw0KGgo" * 2000
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {
             "role": "user",
             "content": [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": image}}],
         }
     ]
-    reply = await client.chat.completions.create(model=VL, messages=messages, max_tokens=4)  # type: ignore[arg-type]
+    reply = await client.chat.completions.create(model=VL, messages=messages, max_tokens=4)
     assert reply.model == VL and reply.usage is not None and reply.usage.completion_tokens == 4
 
 
@@ -172,7 +173,7 @@ async def test_requests_spread_over_the_pool_and_are_metered(
 ) -> None:
     before = await worker_successes(stack)
     await asyncio.gather(
-        *(client.chat.completions.create(model=LLAMA, messages=HELLO, max_tokens=2) for _ in range(12))  # type: ignore[arg-type]
+        *(client.chat.completions.create(model=LLAMA, messages=HELLO, max_tokens=2) for _ in range(12))
     )
     after = await worker_successes(stack)
     served = [after[e] - before[e] for e in stack.endpoints("llama")]

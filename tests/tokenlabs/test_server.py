@@ -1,6 +1,7 @@
 """The gRPC scaffold over real loopback gRPC: health gating, reflection, metrics, big messages, drain."""
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import aiohttp
 import grpc
@@ -21,7 +22,7 @@ SNAPSHOT = build_snapshot([Tenant("acme", "pro", "ns/acme", key_digest("tlabs_sk
 
 
 @pytest.fixture
-async def server() -> PluginServer:
+async def server() -> AsyncIterator[PluginServer]:
     settings = ServerSettings("127.0.0.1", free_port(), free_port(), drain_seconds=2.0)
     telemetry = Telemetry.create("authz")
     binding = ServiceBinding(
@@ -30,7 +31,6 @@ async def server() -> PluginServer:
         AuthorizationServicer(lambda: SNAPSHOT, telemetry, 8 * 1024 * 1024),
     )
     async with PluginServer(settings, telemetry, [binding], max_message_bytes=8 * 1024 * 1024) as plugin:
-        plugin.settings = settings  # type: ignore[attr-defined]
         yield plugin
 
 
@@ -46,7 +46,7 @@ def check_request(key: str, body: str = "") -> external_auth_pb2.CheckRequest:
 
 
 async def test_health_is_not_serving_until_ready(server: PluginServer) -> None:
-    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:  # type: ignore[attr-defined]
+    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", SERVICE_NAME):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
@@ -58,7 +58,7 @@ async def test_health_is_not_serving_until_ready(server: PluginServer) -> None:
 
 
 async def test_reflection_lists_every_service(server: PluginServer) -> None:
-    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:  # type: ignore[attr-defined]
+    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         async for reply in stub.ServerReflectionInfo(iter([request])):
@@ -69,7 +69,7 @@ async def test_reflection_lists_every_service(server: PluginServer) -> None:
 
 async def test_check_over_grpc_with_a_multi_mib_body(server: PluginServer) -> None:
     async with grpc.aio.insecure_channel(
-        server.settings.grpc_address,  # type: ignore[attr-defined]
+        server.settings.grpc_address,
         options=[("grpc.max_send_message_length", 16 * 1024 * 1024)],
     ) as channel:
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
@@ -88,9 +88,9 @@ async def test_check_over_grpc_with_a_multi_mib_body(server: PluginServer) -> No
 
 
 async def test_metrics_are_served_over_http(server: PluginServer) -> None:
-    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:  # type: ignore[attr-defined]
+    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:
         await external_auth_pb2_grpc.AuthorizationStub(channel).Check(check_request("tlabs_sk_acme"))
-    url = f"http://127.0.0.1:{server.settings.metrics_port}/metrics"  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{server.settings.metrics_port}/metrics"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         text = await response.text()
     assert response.status == 200
@@ -101,7 +101,7 @@ async def test_metrics_are_served_over_http(server: PluginServer) -> None:
 async def test_drain_refuses_new_work_and_reports_not_serving(server: PluginServer) -> None:
     await server.mark_ready()
     await server.drain()
-    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:  # type: ignore[attr-defined]
+    async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:
         with pytest.raises(grpc.aio.AioRpcError):
             await asyncio.wait_for(
                 health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5), 2

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from tokenlabs.errors import ConfigError
-from tokenlabs.settings import Endpoint, apply_env_overrides, load, parse
+from tokenlabs.settings import Endpoint, Settings, apply_env_overrides, load, parse
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {
@@ -14,7 +14,7 @@ MINIMAL = {
 }
 
 
-def parse_with(**changes: object) -> object:
+def parse_with(**changes: object) -> Settings:
     document = yaml.safe_load(yaml.safe_dump(MINIMAL))
     document.update(changes)
     return parse(document, base_dir=Path("/cfg"))

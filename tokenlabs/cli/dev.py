@@ -118,7 +118,7 @@ async def supervise(stack: Stack) -> int:
             print(banner(stack.settings), flush=True)
             failure = asyncio.create_task(stack.wait())
             await asyncio.wait({failure, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if failure.done():
+            if not stopping.done():
                 raise failure.result()
             failure.cancel()
         else:
