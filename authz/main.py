@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
 
@@ -13,7 +13,7 @@ from authz.snapshot import TenantSnapshot
 from authz.sources import TenantSource
 from authz.sources.directory import DirectoryTenantSource
 from tokenlabs.errors import ConfigError
-from tokenlabs.server import PluginServer, ServiceBinding, install_stop_signals
+from tokenlabs.server import PluginServer, ServiceBinding, serve_until_signalled
 from tokenlabs.settings import Settings
 from tokenlabs.telemetry import Telemetry
 
@@ -41,12 +41,16 @@ async def serve(settings: Settings) -> None:
         log.info("tenants loaded", extra={"tenants": len(snapshot), "rejected": len(snapshot.rejections)})
 
     source = build_source(settings, on_publish)
+
+    @contextlib.asynccontextmanager
+    async def tenants_loaded() -> AsyncIterator[None]:
+        await source.start()
+        try:
+            yield
+        finally:
+            await source.stop()
+
     servicer = AuthorizationServicer(lambda: source.current, telemetry, settings.limits.max_request_body_bytes)
     binding = ServiceBinding(SERVICE_NAME, authz_grpc.add_AuthorizationServicer_to_server, servicer)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    async with PluginServer(settings.authz, telemetry, [binding], settings.limits.max_request_body_bytes) as server:
-        await source.start()
-        await server.mark_ready()
-        await stop.wait()
-        await source.stop()
+    server = PluginServer(settings.authz, telemetry, [binding], settings.limits.max_request_body_bytes)
+    await serve_until_signalled(server, tenants_loaded())

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as extproc_grpc
 
 from extproc.metering import Metering
 from extproc.servicer import SERVICE_NAME, ExternalProcessorServicer
-from tokenlabs.server import PluginServer, ServiceBinding, install_stop_signals
+from tokenlabs.server import PluginServer, ServiceBinding, serve_until_signalled
 from tokenlabs.settings import Settings
 from tokenlabs.telemetry import Telemetry
 
@@ -17,8 +15,6 @@ async def serve(settings: Settings) -> None:
     telemetry = Telemetry.create("extproc")
     servicer = ExternalProcessorServicer(settings, telemetry, Metering(telemetry))
     binding = ServiceBinding(SERVICE_NAME, extproc_grpc.add_ExternalProcessorServicer_to_server, servicer)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    async with PluginServer(settings.extproc, telemetry, [binding], settings.limits.max_request_body_bytes) as server:
-        await server.mark_ready()
-        await stop.wait()
+    await serve_until_signalled(
+        PluginServer(settings.extproc, telemetry, [binding], settings.limits.max_request_body_bytes)
+    )

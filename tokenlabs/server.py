@@ -9,6 +9,7 @@ streams and waits up to ``drain_seconds`` for in-flight ones before exiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -118,6 +119,19 @@ class PluginServer:
             await self._metrics.cleanup()
         self._telemetry.shutdown()
         log.info("stopped", extra={"service": self._telemetry.service})
+
+
+async def serve_until_signalled(
+    server: PluginServer, loaded: contextlib.AbstractAsyncContextManager[object] | None = None
+) -> None:
+    """Run ``server`` until SIGTERM/SIGINT. It turns SERVING once ``loaded`` has been entered (the server's data
+    is in); on a signal ``loaded`` is exited first (background refreshers stop, their last snapshot stays in use),
+    then the server drains."""
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    async with server, loaded or contextlib.nullcontext():
+        await server.mark_ready()
+        await stop.wait()
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
