@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ENVOY_VERSION := 1.40.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck protos envoy redis setup bench clean
+.PHONY: run test test-fast lint protos envoy redis wrk setup bench clean
 
 run: setup
 	$(BIN)/tokenlabs dev
@@ -58,8 +58,16 @@ redis:
 protos: setup
 	$(BIN)/python -m tokenlabs.protogen
 
-bench: setup
-	$(BIN)/python bench/gateway.py
+# `make bench BENCH_ARGS=--quick` for a short run; results go to bench/results/gateway.json.
+bench: setup wrk
+	$(BIN)/python -m bench.gateway $(BENCH_ARGS)
+
+# wrk drives the gateway benchmark; installed from Debian's packages when missing.
+wrk:
+	@command -v wrk >/dev/null || { \
+		echo "installing wrk"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""The bench's own tokenlabs config: the shipped one on free ports, zero-latency workers, no quota in the way."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+PRO_KEY = "tlabs_pro_demo_key_change_me"
+OUTPUT_TOKENS = 4
+# Far above what any run can use: a 429 from a quota would measure the limiter, not the request path.
+UNLIMITED = 10**12
+QUOTA_KEYS = ("requests_per_minute", "requests_per_day", "tokens_per_minute", "tokens_per_day")
+# Zero model latency, so a request's time is the gateway's own; more batch slots than connections, so the simulator
+# never queues a request behind others.
+ZERO_LATENCY_SIM: dict[str, Any] = {
+    "ttft_base_ms": 0,
+    "ttft_per_prompt_token_ms": 0,
+    "itl_ms": 0,
+    "output_tokens": OUTPUT_TOKENS,
+    "max_num_seqs": 256,
+    "drain_seconds": 1,
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def chat_body() -> str:
+    """The one request every target gets: small, non-streaming, a few output tokens."""
+    message = {"role": "user", "content": "Say hello to the gateway."}
+    return json.dumps({"model": MODEL, "messages": [message], "max_tokens": OUTPUT_TOKENS, "stream": False})
+
+
+def write_config(workdir: Path) -> Path:
+    """Write ``tokenlabs.yaml`` for the bench into ``workdir`` and return its path."""
+    document = yaml.safe_load((REPO / "tokenlabs.yaml").read_text(encoding="utf-8"))
+    document["tenants"] = {"source": "directory", "directory": str(REPO / "manifests/examples/tenants")}
+    for tier in document["tiers"].values():
+        tier.update(dict.fromkeys(QUOTA_KEYS, UNLIMITED))
+    document["gateway"] = {"host": "127.0.0.1", "port": free_port(), "admin_port": free_port()}
+    for server in ("authz", "extproc", "epp"):
+        document[server] = {"grpc_port": free_port(), "metrics_port": free_port(), "drain_seconds": 1}
+    for pool in document["pools"].values():
+        pool["endpoints"] = [f"127.0.0.1:{free_port()}" for _ in pool["endpoints"]]
+    document["engine"] = {"sim": ZERO_LATENCY_SIM}
+    path = workdir / "tokenlabs.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
