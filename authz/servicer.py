@@ -30,8 +30,8 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[m
         self._snapshot = snapshot
         self._max_body_bytes = max_body_bytes
         self._telemetry = telemetry
-        self._decisions = telemetry.meter.create_counter(
-            "tokenlabs_authz_decisions", description="Authorization decisions by result and reason."
+        self._decisions = telemetry.counter(
+            "tokenlabs_authz_decisions", "Authorization decisions by result and reason.", ("result", "reason")
         )
 
     async def Check(self, request: authz_pb2.CheckRequest, context: Any) -> authz_pb2.CheckResponse:
@@ -42,8 +42,8 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[m
             log.exception("authorization check failed")
             error = http_error(Unavailable("Authorization is temporarily unavailable."))
             response, result, reason = envoy_messages.authz_deny(error), "error", "internal"
-        self._decisions.add(1, {"result": result, "reason": reason})
-        self._telemetry.record_decision("check", result, started)
+        self._decisions.add((result, reason))
+        self._telemetry.record_decision("check", result, time.perf_counter() - started)
         return response
 
     def _check(self, request: authz_pb2.CheckRequest) -> tuple[authz_pb2.CheckResponse, str, str]:

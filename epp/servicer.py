@@ -51,8 +51,8 @@ class EndpointPickerServicer(extproc_grpc.ExternalProcessorServicer):  # type: i
         self._telemetry = telemetry
         self._rng = rng or random.Random()
         self._outstanding = OutstandingRequests()
-        self._picks = telemetry.meter.create_counter(
-            "tokenlabs_epp_picks", description="Endpoint picks by pool, endpoint and result."
+        self._picks = telemetry.counter(
+            "tokenlabs_epp_picks", "Endpoint picks by pool, endpoint and result.", ("pool", "endpoint", "result")
         )
 
     @property
@@ -89,14 +89,14 @@ class EndpointPickerServicer(extproc_grpc.ExternalProcessorServicer):  # type: i
                 raise Unavailable(f"No inference pool serves the model '{model}'.", code="no_pool")
             ranked = pick(eligible(pool.endpoints, subset_hint(message)), self._outstanding.counts, self._rng)
         except RequestError as error:
-            self._picks.add(1, {"pool": pool.name if pool else "", "endpoint": "", "result": "refused"})
-            self._telemetry.record_decision("pick", "refused", started)
+            self._picks.add((pool.name if pool else "", "", "refused"))
+            self._telemetry.record_decision("pick", "refused", time.perf_counter() - started)
             log.info("no endpoint", extra={"model": model, "reason": error.message})
             return envoy_messages.immediate_error(http_error(error)), None
         chosen = ranked[0]
         self._outstanding.acquire(chosen)
-        self._picks.add(1, {"pool": pool.name, "endpoint": chosen, "result": "picked"})
-        self._telemetry.record_decision("pick", "picked", started)
+        self._picks.add((pool.name, chosen, "picked"))
+        self._telemetry.record_decision("pick", "picked", time.perf_counter() - started)
         response = envoy_messages.continue_request_headers(set_headers=((DESTINATION_HEADER, chosen),))
         response.dynamic_metadata.CopyFrom(
             envoy_messages.metadata(LB_NAMESPACE, {DESTINATION_HEADER: ",".join(ranked)})

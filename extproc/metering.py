@@ -15,28 +15,31 @@ def cost_usd(usage: Usage, model: ModelSettings) -> float:
 
 class Metering:
     def __init__(self, telemetry: Telemetry) -> None:
-        meter = telemetry.meter
-        self._requests = meter.create_counter(
-            "tokenlabs_requests", description="Inference requests answered, by tenant, model and HTTP status."
+        self._requests = telemetry.counter(
+            "tokenlabs_requests",
+            "Inference requests answered, by tenant, model and HTTP status.",
+            ("tenant", "model", "code"),
         )
-        self._tokens = meter.create_counter(
-            "tokenlabs_tokens", description="Tokens reported by workers' usage, by tenant, model and kind."
+        self._tokens = telemetry.counter(
+            "tokenlabs_tokens",
+            "Tokens reported by workers' usage, by tenant, model and kind.",
+            ("tenant", "model", "kind"),
         )
-        self._cost = meter.create_counter(
-            "tokenlabs_cost_usd", description="Cost from per-model prices (USD), by tenant and model."
+        self._cost = telemetry.counter(
+            "tokenlabs_cost_usd", "Cost from per-model prices (USD), by tenant and model.", ("tenant", "model")
         )
-        self._missing_usage = meter.create_counter(
+        self._missing_usage = telemetry.counter(
             "tokenlabs_usage_missing",
-            description="Successful responses that carried no usage (nothing could be counted from them).",
+            "Successful responses that carried no usage (nothing could be counted from them).",
+            ("tenant", "model"),
         )
 
     def record(self, tenant: str, model: ModelSettings, status: int, usage: Usage | None) -> None:
-        labels = {"tenant": tenant, "model": model.name}
-        self._requests.add(1, {**labels, "code": str(status)})
+        self._requests.add((tenant, model.name, str(status)))
         if usage is None:
             if 200 <= status < 300:
-                self._missing_usage.add(1, labels)
+                self._missing_usage.add((tenant, model.name))
             return
-        self._tokens.add(usage.prompt_tokens, {**labels, "kind": "prompt"})
-        self._tokens.add(usage.completion_tokens, {**labels, "kind": "completion"})
-        self._cost.add(cost_usd(usage, model), labels)
+        self._tokens.add((tenant, model.name, "prompt"), usage.prompt_tokens)
+        self._tokens.add((tenant, model.name, "completion"), usage.completion_tokens)
+        self._cost.add((tenant, model.name), cost_usd(usage, model))

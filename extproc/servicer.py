@@ -35,6 +35,7 @@ SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 MODEL_HEADER = "x-ai-eg-model"
 # Upper bound on a non-streamed response body kept to read its usage.
 JSON_RESPONSE_LIMIT = 8 * 1024 * 1024
+_RESPONSE_PHASES = frozenset({"response_headers", "response_body"})
 
 
 class Phase(Enum):
@@ -56,6 +57,8 @@ class Exchange:
     status: int = 0
     reader: JsonUsageReader | SseUsageReader | None = None
     body_parts: list[bytes] = field(default_factory=list)
+    # Processing time of the request-side and the response-side messages, recorded once when the stream ends.
+    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0])
 
 
 class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -80,7 +83,7 @@ class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type
             except Exception:
                 log.exception("ext_proc message failed", extra={"phase": kind})
                 response = self._fail_safe(kind, exchange)
-            self._telemetry.record_decision(kind or "unknown", exchange.phase.value, started)
+            exchange.seconds[kind in _RESPONSE_PHASES] += time.perf_counter() - started
             yield response
         self._finish(exchange)
 
@@ -170,6 +173,10 @@ class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type
         return envoy_messages.continue_response_body()
 
     def _finish(self, exchange: Exchange) -> None:
+        request_seconds, response_seconds = exchange.seconds
+        self._telemetry.record_decision("request", exchange.phase.value, request_seconds)
+        if exchange.phase is Phase.ROUTED:
+            self._telemetry.record_decision("response", exchange.phase.value, response_seconds)
         if exchange.model is None or exchange.phase is not Phase.ROUTED:
             return
         reader = exchange.reader
