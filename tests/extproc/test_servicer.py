@@ -65,6 +65,12 @@ async def test_routes_by_model_and_meters_json_usage(servicer: ExternalProcessor
     assert tokens[(("kind", "completion"), ("model", LLAMA), ("tenant", "acme"))] == 4
     cost = samples(telemetry, "tokenlabs_cost_usd_total")[(("model", LLAMA), ("tenant", "acme"))]
     assert cost == pytest.approx((10 * 0.10 + 4 * 0.20) / 1e6)
+    timed = samples(telemetry, "tokenlabs_decision_duration_seconds_count")
+    # One record per side of the exchange, not one per message.
+    assert timed == {
+        (("phase", "request"), ("result", "routed"), ("server", "extproc-test")): 1.0,
+        (("phase", "response"), ("result", "routed"), ("server", "extproc-test")): 1.0,
+    }
 
 
 async def test_sse_usage_is_metered(servicer: ExternalProcessorServicer, telemetry: Telemetry) -> None:

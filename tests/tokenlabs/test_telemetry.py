@@ -45,3 +45,27 @@ def test_each_telemetry_has_its_own_registry() -> None:
     assert "tokenlabs_test_things" not in second.render().decode()
     first.shutdown()
     second.shutdown()
+
+
+def test_counter_totals_are_exported_with_their_labels() -> None:
+    telemetry = Telemetry.create("counting")
+    picks = telemetry.counter("tokenlabs_test_picks", "Picks.", ("pool", "result"))
+    picks.add(("llama", "picked"))
+    picks.add(("llama", "picked"), 2)
+    picks.add(("vl", "refused"))
+    samples = {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(telemetry.render().decode())
+        for sample in family.samples
+        if sample.name == "tokenlabs_test_picks_total"
+    }
+    assert samples == {(("pool", "llama"), ("result", "picked")): 3.0, (("pool", "vl"), ("result", "refused")): 1.0}
+    telemetry.shutdown()
+
+
+def test_decisions_are_timed_into_one_histogram() -> None:
+    telemetry = Telemetry.create("timing")
+    telemetry.record_decision("check", "allow", 0.0002)
+    text = telemetry.render().decode()
+    assert 'tokenlabs_decision_duration_seconds_count{phase="check",result="allow",server="timing"} 1.0' in text
+    telemetry.shutdown()
