@@ -8,6 +8,7 @@ are relative to the file's folder.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,13 +140,7 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
         raise ConfigError("--config", str(config_path), f"is not valid YAML ({exc})") from None
     document = apply_env_overrides(document or {}, environ)
     settings = parse(document, base_dir=config_path.resolve().parent)
-    return _with_source(settings, config_path.resolve())
-
-
-def _with_source(settings: Settings, source: Path) -> Settings:
-    values = {name: getattr(settings, name) for name in Settings.__dataclass_fields__}
-    values["source"] = source
-    return Settings(**values)
+    return dataclasses.replace(settings, source=config_path.resolve())
 
 
 def apply_env_overrides(document: Any, environ: Mapping[str, str]) -> Any:
