@@ -9,13 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import yaml
 
 from tests.integration.stack import REPO, alive, children_of, stack_config, start_stack
+from tests.ports import free_port
 
 
 def test_sigterm_stops_every_child(tmp_path: Path) -> None:
-    stack = start_stack(stack_config(tmp_path))
+    port, admin_port = free_port(), free_port()
+    stack = start_stack(stack_config(tmp_path), extra_args=("--port", str(port), "--admin-port", str(admin_port)))
+    assert httpx.get(f"http://127.0.0.1:{admin_port}/ready").status_code == 200
+    models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"x-api-key": "tlabs_free_demo_key_change_me"})
+    assert models.status_code == 200
     children = children_of(stack.process.pid)
     assert len(children) == 5, stack.log()  # authz, extproc, epp, workers, envoy
     assert stack.stop() == 0
@@ -54,6 +60,13 @@ def test_a_failing_part_stops_the_stack_and_shows_its_output(tmp_path: Path) -> 
     assert result.returncode == 1
     assert "envoy exited with code" in result.stderr
     assert "its last output" in result.stderr
+
+
+def test_bad_port_option_is_refused_before_anything_starts() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tokenlabs", "dev", "--port", "99999"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2 and "'99999' is not a TCP port" in result.stderr
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:

@@ -7,12 +7,17 @@ import aiohttp
 import grpc
 import pytest
 from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from authz.secrets import Tenant, key_digest
 from authz.servicer import SERVICE_NAME, AuthorizationServicer
 from authz.snapshot import build_snapshot
+from epp.pools import PoolDirectory
+from epp.servicer import SERVICE_NAME as EPP_SERVICE
+from epp.servicer import EndpointPickerServicer
+from tests.helpers import repo_settings, request_headers, response_headers
 from tests.ports import free_port
 from tokenlabs.server import PluginServer, ServiceBinding
 from tokenlabs.settings import ServerSettings
@@ -106,3 +111,26 @@ async def test_drain_refuses_new_work_and_reports_not_serving(server: PluginServ
             await asyncio.wait_for(
                 health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5), 2
             )
+
+
+async def test_drain_lets_an_in_flight_stream_finish() -> None:
+    settings = ServerSettings("127.0.0.1", free_port(), free_port(), drain_seconds=5.0)
+    telemetry = Telemetry.create("epp")
+    picker = EndpointPickerServicer(PoolDirectory.from_settings(repo_settings()), telemetry)
+    binding = ServiceBinding(EPP_SERVICE, external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server, picker)
+    async with (
+        PluginServer(settings, telemetry, [binding], max_message_bytes=1024 * 1024) as server,
+        grpc.aio.insecure_channel(settings.grpc_address) as channel,
+    ):
+        await server.mark_ready()
+        call = external_processor_pb2_grpc.ExternalProcessorStub(channel).Process()
+        await call.write(request_headers({"x-ai-eg-model": "meta-llama/Llama-3.1-8B-Instruct"}))
+        assert (await call.read()).HasField("request_headers")
+        draining = asyncio.create_task(server.drain())
+        await asyncio.sleep(0.2)
+        assert not draining.done()  # held open by the stream in flight
+        await call.write(response_headers({":status": "200"}))
+        assert (await call.read()).HasField("response_headers")
+        await call.done_writing()
+        await asyncio.wait_for(draining, 5.0)
+    assert picker.outstanding.counts == {}

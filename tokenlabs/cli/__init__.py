@@ -14,7 +14,10 @@ from tokenlabs.cli import dev, engine, envoy, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenlabs", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="tokenlabs",
+        description="Envoy plugin servers for multi-tenant LLM inference, and the tools around them.",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (dev, envoy, serve, engine):
         module.register(subparsers)

@@ -3,12 +3,16 @@
 Starts the three plugin servers, simulated workers for every statically listed endpoint and Envoy; waits until
 each is healthy; prints the gateway URL, the admin URL and the demo keys; stops everything on Ctrl-C/SIGTERM.
 Exit status: 0 after a requested stop, 1 when a child failed (its last output is printed), 2 for bad config.
+
+Ports come from the config (gateway.*, authz/extproc/epp.grpc_port and .metrics_port, pools.*.endpoints);
+--port and --admin-port override the gateway's two.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -37,12 +41,31 @@ def register(subparsers: Any) -> None:
         default="sim",
         help="workers to start for the pools' endpoints: the vLLM simulator, or none (bring your own)",
     )
+    parser.add_argument("--port", type=tcp_port, default=None, help="gateway listener port (default: gateway.port)")
+    parser.add_argument(
+        "--admin-port", type=tcp_port, default=None, help="Envoy admin port (default: gateway.admin_port)"
+    )
     parser.add_argument("--envoy-log-level", default="warning", help="Envoy's --log-level (default: warning)")
     parser.add_argument("--envoy-concurrency", type=int, default=2, help="Envoy worker threads (default: 2)")
     parser.add_argument(
         "--startup-timeout", type=float, default=60.0, help="seconds to wait for every part to be healthy"
     )
     parser.set_defaults(func=run)
+
+
+def tcp_port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
+def with_gateway_ports(settings: Settings, port: int | None, admin_port: int | None) -> Settings:
+    gateway = dataclasses.replace(
+        settings.gateway,
+        port=settings.gateway.port if port is None else port,
+        admin_port=settings.gateway.admin_port if admin_port is None else admin_port,
+    )
+    return dataclasses.replace(settings, gateway=gateway)
 
 
 def demo_keys(directory: Path) -> list[tuple[str, str, str]]:
@@ -90,7 +113,7 @@ def banner(settings: Settings) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args)
+    settings = with_gateway_ports(load_settings(args), args.port, args.admin_port)
     assert settings.source is not None
     options = StackOptions(
         config_path=settings.source,
