@@ -59,7 +59,7 @@ def decide(key: str | None, length: int | None, snapshot: TenantSnapshot, max_bo
         return Deny(InvalidApiKey("Incorrect API key provided."), "unknown_key")
     if length is not None and length > max_body_bytes:
         return Deny(
-            BodyTooLarge(f"The request body is {length} bytes; the maximum is {max_body_bytes} bytes."),
+            BodyTooLarge(f"The request body is too large; the maximum is {max_body_bytes} bytes."),
             "body_too_large",
         )
     return Allow(tenant)

@@ -40,6 +40,7 @@ def render_bootstrap(settings: Settings, template: Path | None = None) -> str:
         gateway=settings.gateway,
         timeout_seconds=int(settings.gateway.request_timeout_seconds),
         buffer_limit_bytes=settings.limits.max_request_body_bytes + BUFFER_HEADROOM_BYTES,
+        max_body_bytes=settings.limits.max_request_body_bytes,
         gateway_owned_headers=GATEWAY_OWNED_HEADERS,
         models=list(settings.models.values()),
         pools=list(settings.pools.values()),
