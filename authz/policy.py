@@ -16,10 +16,6 @@ from authz.secrets import Tenant, key_digest
 from authz.snapshot import TenantSnapshot
 from tokenlabs.errors import BodyTooLarge, InvalidApiKey, RequestError
 
-CREDENTIAL_HEADERS = ("authorization", "x-api-key")
-# Set only by the gateway itself; a client-sent copy is an attempt to forge identity or routing.
-GATEWAY_OWNED_HEADERS = ("x-tenant-id", "x-tenant-tier", "x-ai-eg-model", "x-gateway-destination-endpoint")
-
 
 @dataclass(frozen=True)
 class Allow:

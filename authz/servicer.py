@@ -13,16 +13,17 @@ from typing import Any
 from envoy.service.auth.v3 import external_auth_pb2 as authz_pb2
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
 
-from authz.policy import CREDENTIAL_HEADERS, GATEWAY_OWNED_HEADERS, Allow, content_length, credential, decide
+from authz.policy import Allow, content_length, credential, decide
 from authz.snapshot import TenantSnapshot
-from tokenlabs import envoy_messages
+from tokenlabs import envoy_messages, headers
 from tokenlabs.errors import Unavailable, http_error
 from tokenlabs.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "envoy.service.auth.v3.Authorization"
-_REMOVED_HEADERS = (*CREDENTIAL_HEADERS, *(h for h in GATEWAY_OWNED_HEADERS if not h.startswith("x-tenant-")))
+SERVICE_NAME = envoy_messages.EXT_AUTHZ_SERVICE
+# The tenant headers are overwritten with ours; the rest of the gateway-owned ones are dropped.
+_REMOVED_HEADERS = (*headers.CREDENTIALS, headers.MODEL, headers.DESTINATION_ENDPOINT)
 
 
 class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[misc]
@@ -47,12 +48,14 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[m
         return response
 
     def _check(self, request: authz_pb2.CheckRequest) -> tuple[authz_pb2.CheckResponse, str, str]:
-        headers = request.attributes.request.http.headers
-        decision = decide(credential(headers), content_length(headers), self._snapshot(), self._max_body_bytes)
+        http_headers = request.attributes.request.http.headers
+        decision = decide(
+            credential(http_headers), content_length(http_headers), self._snapshot(), self._max_body_bytes
+        )
         if isinstance(decision, Allow):
             tenant = decision.tenant
             response = envoy_messages.authz_allow(
-                set_headers=(("x-tenant-id", tenant.tenant_id), ("x-tenant-tier", tenant.tier)),
+                set_headers=((headers.TENANT_ID, tenant.tenant_id), (headers.TENANT_TIER, tenant.tier)),
                 remove=_REMOVED_HEADERS,
                 response_headers=(),
                 dynamic_metadata={"tenant_id": tenant.tenant_id, "tier": tenant.tier},

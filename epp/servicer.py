@@ -20,19 +20,17 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as extproc_grp
 
 from epp.picker import OutstandingRequests, eligible, pick
 from epp.pools import PoolDirectory
-from tokenlabs import envoy_messages
+from tokenlabs import envoy_messages, headers
 from tokenlabs.envoy_messages import read_headers
 from tokenlabs.errors import RequestError, Unavailable, http_error
 from tokenlabs.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
-DESTINATION_HEADER = "x-gateway-destination-endpoint"
+SERVICE_NAME = envoy_messages.EXT_PROC_SERVICE
 LB_NAMESPACE = "envoy.lb"
 SUBSET_NAMESPACE = "envoy.lb.subset_hint"
 SUBSET_KEY = "x-gateway-destination-endpoint-subset"
-MODEL_HEADER = "x-ai-eg-model"
 
 
 def subset_hint(message: extproc_pb2.ProcessingRequest) -> set[str] | None:
@@ -82,7 +80,7 @@ class EndpointPickerServicer(extproc_grpc.ExternalProcessorServicer):  # type: i
         self, message: extproc_pb2.ProcessingRequest
     ) -> tuple[extproc_pb2.ProcessingResponse, str | None]:
         started = time.perf_counter()
-        model = read_headers(message.request_headers.headers).get(MODEL_HEADER, "")
+        model = read_headers(message.request_headers.headers).get(headers.MODEL, "")
         pool = self._pools.for_model(model)
         try:
             if pool is None:
@@ -97,9 +95,9 @@ class EndpointPickerServicer(extproc_grpc.ExternalProcessorServicer):  # type: i
         self._outstanding.acquire(chosen)
         self._picks.add((pool.name, chosen, "picked"))
         self._telemetry.record_decision("pick", "picked", time.perf_counter() - started)
-        response = envoy_messages.continue_request_headers(set_headers=((DESTINATION_HEADER, chosen),))
+        response = envoy_messages.continue_request_headers(set_headers=((headers.DESTINATION_ENDPOINT, chosen),))
         response.dynamic_metadata.CopyFrom(
-            envoy_messages.metadata(LB_NAMESPACE, {DESTINATION_HEADER: ",".join(ranked)})
+            envoy_messages.metadata(LB_NAMESPACE, {headers.DESTINATION_ENDPOINT: ",".join(ranked)})
         )
         return response, chosen
 

@@ -24,6 +24,7 @@ from extproc.metering import Metering
 from extproc.routing import Endpoint, classify, models_listing, parse_body, resolve_model
 from extproc.usage import JsonUsageReader, SseUsageReader
 from tokenlabs import envoy_messages
+from tokenlabs import headers as mesh_headers
 from tokenlabs.envoy_messages import read_headers
 from tokenlabs.errors import InvalidApiKey, InvalidRequest, RequestError, Unavailable, http_error
 from tokenlabs.settings import ModelSettings, Settings, TierSettings
@@ -31,8 +32,7 @@ from tokenlabs.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
-MODEL_HEADER = "x-ai-eg-model"
+SERVICE_NAME = envoy_messages.EXT_PROC_SERVICE
 # Upper bound on a non-streamed response body kept to read its usage.
 JSON_RESPONSE_LIMIT = 8 * 1024 * 1024
 _RESPONSE_PHASES = frozenset({"response_headers", "response_body"})
@@ -104,8 +104,8 @@ class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type
         self, headers_message: extproc_pb2.HttpHeaders, exchange: Exchange
     ) -> extproc_pb2.ProcessingResponse:
         headers = read_headers(headers_message.headers)
-        exchange.tenant = headers.get("x-tenant-id", "")
-        exchange.tier = self._tiers.get(headers.get("x-tenant-tier", ""))
+        exchange.tenant = headers.get(mesh_headers.TENANT_ID, "")
+        exchange.tier = self._tiers.get(headers.get(mesh_headers.TENANT_TIER, ""))
         endpoint = classify(headers.get(":method", ""), headers.get(":path", ""))
         if not exchange.tenant or exchange.tier is None:
             raise InvalidApiKey("The request carries no tenant identity.")
@@ -129,7 +129,7 @@ class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type
         exchange.model = resolve_model(request.model, exchange.tier, self._models)
         exchange.phase = Phase.ROUTED
         return envoy_messages.continue_request_body(
-            set_headers=((MODEL_HEADER, request.model),), clear_route_cache=True
+            set_headers=((mesh_headers.MODEL, request.model),), clear_route_cache=True
         )
 
     def _on_response_headers(

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import jinja2
 
+from tokenlabs import headers
 from tokenlabs.settings import Settings
 
-GATEWAY_OWNED_HEADERS = ("x-tenant-id", "x-tenant-tier", "x-ai-eg-model", "x-gateway-destination-endpoint")
 # Headroom over the largest accepted body for Envoy's own framing of buffered bodies.
 BUFFER_HEADROOM_BYTES = 1024 * 1024
 
@@ -41,7 +41,7 @@ def render_bootstrap(settings: Settings, template: Path | None = None) -> str:
         timeout_seconds=int(settings.gateway.request_timeout_seconds),
         buffer_limit_bytes=settings.limits.max_request_body_bytes + BUFFER_HEADROOM_BYTES,
         max_body_bytes=settings.limits.max_request_body_bytes,
-        gateway_owned_headers=GATEWAY_OWNED_HEADERS,
+        gateway_owned_headers=headers.GATEWAY_OWNED,
         models=list(settings.models.values()),
         pools=list(settings.pools.values()),
         plugin_servers=[("authz", settings.authz), ("extproc", settings.extproc), ("epp", settings.epp)],

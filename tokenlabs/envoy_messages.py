@@ -20,6 +20,9 @@ from tokenlabs.errors import HttpError
 
 HeaderPairs = Iterable[tuple[str, str]]
 
+EXT_PROC_SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
+EXT_AUTHZ_SERVICE = "envoy.service.auth.v3.Authorization"
+
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 

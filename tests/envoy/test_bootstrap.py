@@ -6,8 +6,9 @@ from pathlib import Path
 import yaml
 
 from tests.helpers import repo_settings
+from tokenlabs import headers
 from tokenlabs.cli import main
-from tokenlabs.envoy_config import GATEWAY_OWNED_HEADERS, find_envoy, render_bootstrap
+from tokenlabs.envoy_config import find_envoy, render_bootstrap
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -43,7 +44,7 @@ def test_bootstrap_wires_the_chain_in_order() -> None:
         "envoy.filters.http.router",
     ]
     removed = [m["remove"] for m in manager["early_header_mutation_extensions"][0]["typed_config"]["mutations"]]
-    assert removed == list(GATEWAY_OWNED_HEADERS)
+    assert removed == list(headers.GATEWAY_OWNED)
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     by_model = {r["match"]["headers"][0]["string_match"]["exact"]: r["route"]["cluster"] for r in routes[:-1]}
     assert by_model == {

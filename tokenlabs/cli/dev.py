@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from authz.secrets import TENANT_ANNOTATION, TIER_ANNOTATION
 from tokenlabs.cli.common import add_config_option, load_settings
 from tokenlabs.devstack import ChildFailed, Stack, StackOptions
 from tokenlabs.settings import Settings
@@ -80,8 +81,8 @@ def demo_keys(directory: Path) -> list[tuple[str, str, str]]:
             if isinstance(key, str):
                 found.append(
                     (
-                        str(annotations.get("secret.kuadrant.io/user-id", "?")),
-                        str(annotations.get("kuadrant.io/groups", "?")),
+                        str(annotations.get(TENANT_ANNOTATION, "?")),
+                        str(annotations.get(TIER_ANNOTATION, "?")),
                         key,
                     )
                 )
