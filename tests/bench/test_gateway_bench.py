@@ -90,5 +90,6 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(out.read_text())
     assert document["full_chain"]["rps"] > 0 and document["full_chain"]["errors"] == 0
-    assert document["full_chain"]["envoy_calls_per_request"]["ext_authz.ok"] == 1.0
+    # A ratio of Envoy's counters to wrk's count: requests in flight at either reading blur it slightly.
+    assert document["full_chain"]["envoy_calls_per_request"]["ext_authz.ok"] == pytest.approx(1.0, abs=0.02)
     assert len(document["rounds"]) == 4

@@ -74,7 +74,7 @@ def test_no_reachable_worker_is_503_json(tmp_path: Path) -> None:
     try:
         response, _ = post(stack, CHAT)
     finally:
-        assert stack.stop() == 0
-    assert response.status_code == 503
+        assert stack.stop() == 0, stack.log()
+    assert response.status_code == 503, f"{response.text}\n{stack.log()}"
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"]["code"] == "upstream_unavailable"
