@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tokenlabs.devstack import on_free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -28,12 +29,6 @@ ZERO_LATENCY_SIM: dict[str, Any] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def chat_body() -> str:
     """The one request every target gets: small, non-streaming, a few output tokens."""
     message = {"role": "user", "content": "Say hello to the gateway."}
@@ -42,15 +37,12 @@ def chat_body() -> str:
 
 def write_config(workdir: Path) -> Path:
     """Write ``tokenlabs.yaml`` for the bench into ``workdir`` and return its path."""
-    document = yaml.safe_load((REPO / "tokenlabs.yaml").read_text(encoding="utf-8"))
+    document = on_free_ports(yaml.safe_load((REPO / "tokenlabs.yaml").read_text(encoding="utf-8")))
     document["tenants"] = {"source": "directory", "directory": str(REPO / "manifests/examples/tenants")}
     for tier in document["tiers"].values():
         tier.update(dict.fromkeys(QUOTA_KEYS, UNLIMITED))
-    document["gateway"] = {"host": "127.0.0.1", "port": free_port(), "admin_port": free_port()}
     for server in ("authz", "extproc", "epp"):
-        document[server] = {"grpc_port": free_port(), "metrics_port": free_port(), "drain_seconds": 1}
-    for pool in document["pools"].values():
-        pool["endpoints"] = [f"127.0.0.1:{free_port()}" for _ in pool["endpoints"]]
+        document[server]["drain_seconds"] = 1
     document["engine"] = {"sim": ZERO_LATENCY_SIM}
     path = workdir / "tokenlabs.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")

@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench.stack_config import MODEL, free_port
-from tokenlabs.devstack import Child, http_ok
+from bench.stack_config import MODEL
+from tokenlabs.devstack import Child, free_ports, http_ok
 from tokenlabs.envoy_config import find_envoy
 from tokenlabs.settings import Endpoint, Settings
 
@@ -172,7 +172,7 @@ def make_targets(
             url, admin = f"http://{gateway.host}:{gateway.port}", f"http://{gateway.host}:{gateway.admin_port}"
             targets.append(Target(name, url + CHAT_PATH, admin, full_envoy))
             continue
-        port, admin_port = free_port(), free_port()
+        port, admin_port = free_ports(2)
         if name == "plain_envoy":
             bootstrap = plain_bootstrap(port, admin_port, worker)
         else:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import ctypes
 import logging
 import signal
+import socket
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -38,6 +41,29 @@ def _die_with_parent() -> None:
     """Runs in the child before exec: the kernel sends SIGTERM if the supervisor goes away."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that are free now; held open together, so none is handed out twice."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def on_free_ports(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a config document with the gateway, the plugin servers and every pool endpoint moved to free
+    loopback ports, so that a second stack (a test's, a benchmark's) can run beside ``make run``."""
+    moved = copy.deepcopy(dict(document))
+    pools = moved.get("pools", {}).values()
+    ports = iter(free_ports(2 + 2 * 3 + sum(len(pool["endpoints"]) for pool in pools)))
+    moved["gateway"] = {**moved.get("gateway", {}), "host": "127.0.0.1", "port": next(ports), "admin_port": next(ports)}
+    for server in ("authz", "extproc", "epp"):
+        moved[server] = {**moved.get(server, {}), "grpc_port": next(ports), "metrics_port": next(ports)}
+    for pool in pools:
+        pool["endpoints"] = [f"127.0.0.1:{next(ports)}" for _ in pool["endpoints"]]
+    return moved
 
 
 @dataclass

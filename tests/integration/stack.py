@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tests.ports import free_port
+from tokenlabs.devstack import on_free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 READY_MARKER = "tokenlabs dev ready"
@@ -25,15 +25,12 @@ FAST_SIM = {"ttft_base_ms": 2, "ttft_per_prompt_token_ms": 0.0, "itl_ms": 1}
 
 def stack_config(workdir: Path, sim: dict[str, Any] | None = None) -> Path:
     """The shipped config with every port made free and tenants copied to a folder the test owns."""
-    document = yaml.safe_load((REPO / "tokenlabs.yaml").read_text())
+    document = on_free_ports(yaml.safe_load((REPO / "tokenlabs.yaml").read_text()))
     tenants = workdir / "tenants"
     shutil.copytree(REPO / "manifests/examples/tenants", tenants)
     document["tenants"] = {"source": "directory", "directory": str(tenants)}
-    document["gateway"] = {"host": "127.0.0.1", "port": free_port(), "admin_port": free_port()}
     for server in ("authz", "extproc", "epp"):
-        document[server] = {"grpc_port": free_port(), "metrics_port": free_port(), "drain_seconds": 2}
-    for pool in document["pools"].values():
-        pool["endpoints"] = [f"127.0.0.1:{free_port()}" for _ in pool["endpoints"]]
+        document[server]["drain_seconds"] = 2
     document["engine"] = {"sim": dict(sim if sim is not None else FAST_SIM)}
     path = workdir / "tokenlabs.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -13,11 +13,11 @@ import httpx
 import yaml
 
 from tests.integration.stack import REPO, alive, children_of, stack_config, start_stack
-from tests.ports import free_port
+from tokenlabs.devstack import free_ports
 
 
 def test_sigterm_stops_every_child(tmp_path: Path) -> None:
-    port, admin_port = free_port(), free_port()
+    port, admin_port = free_ports(2)
     stack = start_stack(stack_config(tmp_path), extra_args=("--port", str(port), "--admin-port", str(admin_port)))
     assert httpx.get(f"http://127.0.0.1:{admin_port}/ready").status_code == 200
     models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"x-api-key": "tlabs_free_demo_key_change_me"})

@@ -18,7 +18,7 @@ from epp.pools import PoolDirectory
 from epp.servicer import SERVICE_NAME as EPP_SERVICE
 from epp.servicer import EndpointPickerServicer
 from tests.helpers import repo_settings, request_headers, response_headers
-from tests.ports import free_port
+from tokenlabs.devstack import free_ports
 from tokenlabs.server import PluginServer, ServiceBinding
 from tokenlabs.settings import ServerSettings
 from tokenlabs.telemetry import Telemetry
@@ -28,7 +28,8 @@ SNAPSHOT = build_snapshot([Tenant("acme", "pro", "ns/acme", key_digest("tlabs_sk
 
 @pytest.fixture
 async def server() -> AsyncIterator[PluginServer]:
-    settings = ServerSettings("127.0.0.1", free_port(), free_port(), drain_seconds=2.0)
+    grpc_port, metrics_port = free_ports(2)
+    settings = ServerSettings("127.0.0.1", grpc_port, metrics_port, drain_seconds=2.0)
     telemetry = Telemetry.create("authz")
     binding = ServiceBinding(
         SERVICE_NAME,
@@ -114,7 +115,8 @@ async def test_drain_refuses_new_work_and_reports_not_serving(server: PluginServ
 
 
 async def test_drain_lets_an_in_flight_stream_finish() -> None:
-    settings = ServerSettings("127.0.0.1", free_port(), free_port(), drain_seconds=5.0)
+    grpc_port, metrics_port = free_ports(2)
+    settings = ServerSettings("127.0.0.1", grpc_port, metrics_port, drain_seconds=5.0)
     telemetry = Telemetry.create("epp")
     picker = EndpointPickerServicer(PoolDirectory.from_settings(repo_settings()), telemetry)
     binding = ServiceBinding(EPP_SERVICE, external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server, picker)
