@@ -65,13 +65,15 @@ def parse_secret(document: Any, known_tiers: frozenset[str] | set[str]) -> Tenan
     tier = tier.strip()
     if tier not in known_tiers:
         return Rejection(name, f"unknown tier {tier!r}")
-    key = _api_key(document)
+    key = api_key(document)
     if isinstance(key, Rejection):
         return Rejection(name, key.reason)
     return Tenant(tenant_id=tenant_id.strip(), tier=tier, secret=name, key_digest=key_digest(key))
 
 
-def _api_key(document: Mapping[str, Any]) -> str | Rejection:
+def api_key(document: Mapping[str, Any]) -> str | Rejection:
+    """The plaintext key from ``stringData.api_key`` or base64 ``data.api_key``; a Rejection (without the
+    Secret's name) when neither holds a usable key."""
     string_data = document.get("stringData")
     if isinstance(string_data, Mapping) and KEY_FIELD in string_data:
         key = string_data[KEY_FIELD]

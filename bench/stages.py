@@ -16,8 +16,7 @@ import aiohttp
 import yaml
 
 from bench.stack_config import MODEL
-from tokenlabs.devstack import Child, free_ports, http_ok
-from tokenlabs.envoy_config import find_envoy
+from tokenlabs.devstack import Child, envoy_child, free_ports
 from tokenlabs.settings import Endpoint, Settings
 
 AUTHZ = "envoy.filters.http.ext_authz"
@@ -144,21 +143,6 @@ def partial_bootstrap(
     return bootstrap
 
 
-def envoy_child(name: str, config: Path, admin_url: str, concurrency: int) -> Child:
-    """Same flags as the stack's own Envoy, so that only the config differs between targets."""
-    argv = [
-        find_envoy(),
-        "-c",
-        str(config),
-        "--disable-hot-restart",
-        "--log-level",
-        "warning",
-        "--concurrency",
-        str(concurrency),
-    ]
-    return Child(name, argv, http_ok(f"{admin_url}/ready"))
-
-
 def make_targets(
     names: tuple[str, ...], settings: Settings, full_envoy: Child, full_bootstrap: str, workdir: Path, concurrency: int
 ) -> list[Target]:
@@ -180,7 +164,8 @@ def make_targets(
         config = workdir / f"envoy-{name}.yaml"
         config.write_text(yaml.safe_dump(bootstrap, sort_keys=False), encoding="utf-8")
         admin = f"http://127.0.0.1:{admin_port}"
-        child = envoy_child(f"envoy-{name}", config, admin, concurrency)
+        # Same flags as the stack's own Envoy, so that only the config differs between targets.
+        child = envoy_child(f"envoy-{name}", config, admin, "warning", concurrency)
         targets.append(Target(name, f"http://127.0.0.1:{port}{CHAT_PATH}", admin, child))
     return targets
 

@@ -58,7 +58,8 @@ class Exchange:
     reader: JsonUsageReader | SseUsageReader | None = None
     body_parts: list[bytes] = field(default_factory=list)
     # Processing time of the request-side and the response-side messages, recorded once when the stream ends.
-    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    request_seconds: float = 0.0
+    response_seconds: float = 0.0
 
 
 class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -83,7 +84,10 @@ class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type
             except Exception:
                 log.exception("ext_proc message failed", extra={"phase": kind})
                 response = self._fail_safe(kind, exchange)
-            exchange.seconds[kind in _RESPONSE_PHASES] += time.perf_counter() - started
+            if kind in _RESPONSE_PHASES:
+                exchange.response_seconds += time.perf_counter() - started
+            else:
+                exchange.request_seconds += time.perf_counter() - started
             yield response
         self._finish(exchange)
 
@@ -173,12 +177,10 @@ class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type
         return envoy_messages.continue_response_body()
 
     def _finish(self, exchange: Exchange) -> None:
-        request_seconds, response_seconds = exchange.seconds
-        self._telemetry.record_decision("request", exchange.phase.value, request_seconds)
-        if exchange.phase is Phase.ROUTED:
-            self._telemetry.record_decision("response", exchange.phase.value, response_seconds)
-        if exchange.model is None or exchange.phase is not Phase.ROUTED:
+        self._telemetry.record_decision("request", exchange.phase.value, exchange.request_seconds)
+        if exchange.phase is not Phase.ROUTED or exchange.model is None:
             return
+        self._telemetry.record_decision("response", exchange.phase.value, exchange.response_seconds)
         reader = exchange.reader
         if isinstance(reader, SseUsageReader):
             usage = reader.last_usage

@@ -134,23 +134,24 @@ def plan(settings: Settings, options: StackOptions, envoy_config: Path) -> list[
     if options.start_workers:
         children.append(worker_child(settings))
     gateway = settings.gateway
-    children.append(
-        Child(
-            "envoy",
-            [
-                find_envoy(),
-                "-c",
-                str(envoy_config),
-                "--disable-hot-restart",
-                "--log-level",
-                options.envoy_log_level,
-                "--concurrency",
-                str(options.envoy_concurrency),
-            ],
-            http_ok(f"http://{gateway.host}:{gateway.admin_port}/ready"),
-        )
-    )
+    admin_url = f"http://{gateway.host}:{gateway.admin_port}"
+    children.append(envoy_child("envoy", envoy_config, admin_url, options.envoy_log_level, options.envoy_concurrency))
     return children
+
+
+def envoy_child(name: str, config: Path, admin_url: str, log_level: str, concurrency: int) -> Child:
+    """An Envoy process for ``config``, ready when its admin ``/ready`` answers 200."""
+    argv = [
+        find_envoy(),
+        "-c",
+        str(config),
+        "--disable-hot-restart",  # with hot restart, Envoy dies with the script that started it in the background
+        "--log-level",
+        log_level,
+        "--concurrency",
+        str(concurrency),
+    ]
+    return Child(name, argv, http_ok(f"{admin_url}/ready"))
 
 
 def worker_child(settings: Settings) -> Child:

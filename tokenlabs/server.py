@@ -63,7 +63,6 @@ class PluginServer:
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._metrics: web.AppRunner | None = None
-        self.bound_port = 0
 
     @property
     def settings(self) -> ServerSettings:
@@ -77,7 +76,7 @@ class PluginServer:
         names = [binding.name for binding in self._services]
         reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
         await self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.bound_port = server.add_insecure_port(self._settings.grpc_address)
+        server.add_insecure_port(self._settings.grpc_address)
         await server.start()
         self._server = server
         self._metrics = await start_metrics_http(self._telemetry, self._settings.host, self._settings.metrics_port)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from authz.secrets import TENANT_ANNOTATION, TIER_ANNOTATION
+from authz.secrets import TENANT_ANNOTATION, TIER_ANNOTATION, api_key
 from tokenlabs.cli.common import add_config_option, load_settings
 from tokenlabs.devstack import ChildFailed, Stack, StackOptions
 from tokenlabs.settings import Settings
@@ -77,7 +77,7 @@ def demo_keys(directory: Path) -> list[tuple[str, str, str]]:
             if not isinstance(document, dict) or document.get("kind") != "Secret":
                 continue
             annotations = (document.get("metadata") or {}).get("annotations") or {}
-            key = (document.get("stringData") or {}).get("api_key")
+            key = api_key(document)
             if isinstance(key, str):
                 found.append(
                     (
