@@ -102,6 +102,23 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class QuotaStoreSettings:
+    """Where request and token counters live, and what happens when that place is unreachable.
+
+    ``failure_mode``: ``open`` keeps admitting while counting in each replica's memory (overshoot bounded by
+    replicas × limit) until the store answers again; ``closed`` answers 503 until it does.
+    """
+
+    url: str
+    failure_mode: str
+    timeout_s: float
+
+    @property
+    def is_memory(self) -> bool:
+        return self.url.startswith("memory://")
+
+
+@dataclass(frozen=True)
 class LimitSettings:
     max_request_body_bytes: int
 
@@ -112,7 +129,7 @@ class Settings:
     tenants: TenantSourceSettings
     models: Mapping[str, ModelSettings]
     pools: Mapping[str, PoolSettings]
-    quota_store: str
+    quota_store: QuotaStoreSettings
     limits: LimitSettings
     gateway: GatewaySettings
     authz: ServerSettings
@@ -179,7 +196,7 @@ def parse(document: Any, base_dir: Path) -> Settings:
         tenants=_parse_tenants(root.section("tenants"), base_dir),
         models=MappingProxyType(models),
         pools=MappingProxyType(pools),
-        quota_store=_parse_store_url(root),
+        quota_store=_parse_quota_store(root),
         limits=_parse_limits(root.section("limits")),
         gateway=_parse_gateway(root.section("gateway")),
         authz=_parse_server(root.section("authz"), "authz"),
@@ -255,11 +272,15 @@ def _parse_tenants(section: Section, base_dir: Path) -> TenantSourceSettings:
     return settings
 
 
-def _parse_store_url(root: Section) -> str:
+def _parse_quota_store(root: Section) -> QuotaStoreSettings:
     url = root.string("quota_store", "memory://")
     if not url.startswith(("memory://", "redis://", "rediss://", "unix://")):
         raise ConfigError("quota_store", url, "must be memory:// or a redis:// URL")
-    return url
+    return QuotaStoreSettings(
+        url=url,
+        failure_mode=root.string("quota_store_failure_mode", "open", choices=("open", "closed")),
+        timeout_s=root.integer("quota_store_timeout_ms", 250, minimum=1, maximum=60_000) / 1000,
+    )
 
 
 def _parse_limits(section: Section) -> LimitSettings:

@@ -33,7 +33,8 @@ def test_shipped_config_loads_with_the_contract_tiers() -> None:
 
 def test_defaults_fill_every_optional_section() -> None:
     settings = parse_with()
-    assert settings.quota_store == "memory://"
+    assert settings.quota_store.url == "memory://"
+    assert settings.quota_store.failure_mode == "open"
     assert settings.gateway.port == 8080 and settings.gateway.admin_port == 9901
     assert settings.tiers["free"].models == ("*",)
     assert settings.tenants.directory == Path("/cfg/manifests/examples/tenants")

@@ -1,0 +1,1 @@
+"""Rate-limit and quota counters shared by authz (requests) and extproc (tokens)."""
