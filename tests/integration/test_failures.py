@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,50 @@ def test_multi_mib_image_body_passes_intact(stack: RunningStack) -> None:
     response, _ = post(stack, body)
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["completion_tokens"] == 2
+
+
+MIB = 1024 * 1024
+
+
+def chunked(size: int) -> Iterator[bytes]:
+    """A body without ``content-length``: httpx sends a generator with ``transfer-encoding: chunked``."""
+    piece = b"x" * 65536
+    for _ in range(size // len(piece)):
+        yield piece
+    yield b"x" * (size % len(piece))
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_large_bodies_are_served_or_refused_promptly_never_hung(stack: RunningStack, declared: bool) -> None:
+    """The large-body stall (ext_authz pending while a buffered body outgrows Envoy's buffer) must not come back:
+    Envoy's buffer filter, first in the chain, holds every body to the configured maximum before any plugin runs."""
+    limit = stack.config["limits"]["max_request_body_bytes"]
+    for size in (limit - MIB, limit, limit + 1, limit + MIB, 4 * limit) * 3:
+        started = time.monotonic()
+        content = b"x" * size if declared else chunked(size)
+        response = httpx.post(f"{stack.gateway}/v1/chat/completions", content=content, headers=AUTH, timeout=15)
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, (size, elapsed)
+        if size > limit:
+            assert response.status_code == 413, (size, response.text)
+            assert response.json()["error"]["code"] == "request_too_large"
+        else:  # delivered whole to extproc, which finds no JSON in it
+            assert response.status_code == 400, (size, response.text)
+
+
+def test_a_chunked_multi_mib_request_is_served(stack: RunningStack) -> None:
+    image = "data:image/png;base64," + "A" * (6 * MIB)
+    body = orjson.dumps(
+        {
+            "model": VL,
+            "max_tokens": 2,
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}]}],
+        }
+    )
+    response = httpx.post(
+        f"{stack.gateway}/v1/chat/completions", content=iter([body[:MIB], body[MIB:]]), headers=AUTH, timeout=15
+    )
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize(
