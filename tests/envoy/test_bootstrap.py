@@ -38,11 +38,13 @@ def test_bootstrap_wires_the_chain_in_order() -> None:
     assert document["admin"]["address"]["socket_address"]["port_value"] == 9901
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
     assert [f["name"] for f in manager["http_filters"]] == [
+        "envoy.filters.http.buffer",  # first: no plugin may wait while a body outgrows Envoy's buffers
         "envoy.filters.http.ext_authz",
         "tokenlabs.extproc",
         "tokenlabs.epp",
         "envoy.filters.http.router",
     ]
+    assert manager["http_filters"][0]["typed_config"]["max_request_bytes"] == settings.limits.max_request_body_bytes
     removed = [m["remove"] for m in manager["early_header_mutation_extensions"][0]["typed_config"]["mutations"]]
     assert removed == list(headers.GATEWAY_OWNED)
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
