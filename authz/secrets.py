@@ -34,10 +34,13 @@ class Tenant:
 
 @dataclass(frozen=True)
 class Rejection:
-    """A Secret that could not become a tenant, with the reason stated for operators."""
+    """A Secret that could not become a tenant, with the reason stated for operators. When its key could be read,
+    ``key_digest`` lets that key be answered with 403 and the reason instead of a bare 401."""
 
     secret: str
     reason: str
+    key_digest: bytes | None = None
+    code: str = "invalid"  # a short, bounded label for metrics: missing_annotation, unknown_tier, no_key, ...
 
 
 def secret_name(document: Mapping[str, Any]) -> str:
@@ -52,23 +55,24 @@ def parse_secret(document: Any, known_tiers: frozenset[str] | set[str]) -> Tenan
     if not isinstance(document, Mapping) or document.get("kind") != "Secret":
         return None
     name = secret_name(document)
+    key = api_key(document)
+    if isinstance(key, Rejection):
+        return Rejection(name, key.reason, code=key.code)
+    digest = key_digest(key)
     meta = document.get("metadata")
     annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
     if not isinstance(annotations, Mapping):
-        return Rejection(name, "no annotations")
+        return Rejection(name, "no annotations", digest, "missing_annotation")
     tier = annotations.get(TIER_ANNOTATION)
     tenant_id = annotations.get(TENANT_ANNOTATION)
     if not isinstance(tier, str) or not tier.strip():
-        return Rejection(name, f"missing annotation {TIER_ANNOTATION}")
+        return Rejection(name, f"missing annotation {TIER_ANNOTATION}", digest, "missing_annotation")
     if not isinstance(tenant_id, str) or not tenant_id.strip():
-        return Rejection(name, f"missing annotation {TENANT_ANNOTATION}")
+        return Rejection(name, f"missing annotation {TENANT_ANNOTATION}", digest, "missing_annotation")
     tier = tier.strip()
     if tier not in known_tiers:
-        return Rejection(name, f"unknown tier {tier!r}")
-    key = api_key(document)
-    if isinstance(key, Rejection):
-        return Rejection(name, key.reason)
-    return Tenant(tenant_id=tenant_id.strip(), tier=tier, secret=name, key_digest=key_digest(key))
+        return Rejection(name, f"unknown tier {tier!r}", digest, "unknown_tier")
+    return Tenant(tenant_id=tenant_id.strip(), tier=tier, secret=name, key_digest=digest)
 
 
 def api_key(document: Mapping[str, Any]) -> str | Rejection:
@@ -78,7 +82,7 @@ def api_key(document: Mapping[str, Any]) -> str | Rejection:
     if isinstance(string_data, Mapping) and KEY_FIELD in string_data:
         key = string_data[KEY_FIELD]
         if not isinstance(key, str) or not key.strip():
-            return Rejection("", "empty api_key")
+            return Rejection("", "empty api_key", code="empty_key")
         return key.strip()
     data = document.get("data")
     if isinstance(data, Mapping) and KEY_FIELD in data:
@@ -86,8 +90,8 @@ def api_key(document: Mapping[str, Any]) -> str | Rejection:
         try:
             key = base64.b64decode(encoded if isinstance(encoded, str) else "", validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
-            return Rejection("", "data.api_key is not valid base64 UTF-8")
+            return Rejection("", "data.api_key is not valid base64 UTF-8", code="bad_key")
         if not key.strip():
-            return Rejection("", "empty api_key")
+            return Rejection("", "empty api_key", code="empty_key")
         return key.strip()
-    return Rejection("", "no api_key in stringData or data")
+    return Rejection("", "no api_key in stringData or data", code="no_key")

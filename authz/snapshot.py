@@ -11,7 +11,11 @@ from authz.secrets import Rejection, Tenant
 
 @dataclass(frozen=True)
 class TenantSnapshot:
+    """``by_digest``: live keys. ``refused``: keys whose Secret was rejected (answered 403 with the reason).
+    ``rejections``: every rejected Secret, for logs and metrics."""
+
     by_digest: Mapping[bytes, Tenant] = field(default_factory=lambda: MappingProxyType({}))
+    refused: Mapping[bytes, Rejection] = field(default_factory=lambda: MappingProxyType({}))
     rejections: tuple[Rejection, ...] = ()
 
     def __len__(self) -> int:
@@ -32,6 +36,16 @@ def build_snapshot(entries: Iterable[Tenant | Rejection]) -> TenantSnapshot:
             duplicated[entry.key_digest] = [by_digest.pop(entry.key_digest).secret, entry.secret]
         else:
             by_digest[entry.key_digest] = entry
-    for secrets in duplicated.values():
-        rejections.extend(Rejection(secret, "api_key duplicates another Secret's key") for secret in secrets)
-    return TenantSnapshot(by_digest=MappingProxyType(by_digest), rejections=tuple(rejections))
+    refused: dict[bytes, Rejection] = {}
+    for digest, secrets in duplicated.items():
+        for secret in secrets:
+            rejection = Rejection(secret, "api_key duplicates another Secret's key", digest, "duplicate_key")
+            rejections.append(rejection)
+            refused[digest] = rejection
+    for rejection in rejections:
+        # A broken Secret must not take a working key hostage: a live tenant with the same key wins.
+        if rejection.key_digest is not None and rejection.key_digest not in by_digest:
+            refused.setdefault(rejection.key_digest, rejection)
+    return TenantSnapshot(
+        by_digest=MappingProxyType(by_digest), refused=MappingProxyType(refused), rejections=tuple(rejections)
+    )

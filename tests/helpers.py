@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import attribute_context_pb2
+from envoy.service.auth.v3 import external_auth_pb2 as authz_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as extproc_pb2
 
 from tokenlabs.settings import Settings, load
@@ -47,3 +49,23 @@ async def stream(messages: Iterable[extproc_pb2.ProcessingRequest]) -> AsyncIter
 def set_headers(response: extproc_pb2.ProcessingResponse, phase: str) -> dict[str, str]:
     mutation = getattr(response, phase).response.header_mutation
     return {option.header.key: option.header.raw_value.decode() for option in mutation.set_headers}
+
+
+def check_request(
+    headers: dict[str, str], path: str = "/v1/chat/completions", body: str = ""
+) -> authz_pb2.CheckRequest:
+    http = attribute_context_pb2.AttributeContext.HttpRequest(headers=headers, path=path, method="POST", body=body)
+    return authz_pb2.CheckRequest(
+        attributes=attribute_context_pb2.AttributeContext(
+            request=attribute_context_pb2.AttributeContext.Request(http=http)
+        )
+    )
+
+
+def response_header_values(response: authz_pb2.CheckResponse) -> dict[str, str]:
+    """The headers an ext_authz answer adds to the client's response (allowed) or carries (denied)."""
+    if response.HasField("ok_response"):
+        options = response.ok_response.response_headers_to_add
+    else:
+        options = response.denied_response.headers
+    return {option.header.key: option.header.value for option in options}

@@ -128,11 +128,12 @@ def kind_of(error: RequestError) -> ErrorKind:
     return _FALLBACK
 
 
-def http_error(error: RequestError) -> HttpError:
+def http_error(error: RequestError, extra_headers: tuple[tuple[str, str], ...] = ()) -> HttpError:
     kind = kind_of(error)
     code = error.code or kind.code
     body = orjson.dumps({"error": {"message": error.message, "type": kind.type, "param": error.param, "code": code}})
     headers: list[tuple[str, str]] = [("content-type", "application/json")]
     if isinstance(error, RateLimited):
         headers.append(("retry-after", str(max(1, error.retry_after_s))))
+    headers.extend(extra_headers)
     return HttpError(status=kind.status, body=body, headers=tuple(headers), code=code)

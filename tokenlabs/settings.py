@@ -25,6 +25,7 @@ ENV_PREFIX = "TOKENLABS_"
 CONFIG_ENV = "TOKENLABS_CONFIG"
 DEFAULT_CONFIG = "tokenlabs.yaml"
 ALL_MODELS = "*"
+ALL_ENDPOINTS = "*"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class TierSettings:
     tokens_per_minute: int | None
     tokens_per_day: int | None
     models: tuple[str, ...]
+    endpoints: tuple[str, ...] = (ALL_ENDPOINTS,)
 
     def allows_model(self, model: str) -> bool:
         return ALL_MODELS in self.models or model in self.models
@@ -106,7 +108,7 @@ class QuotaStoreSettings:
     """Where request and token counters live, and what happens when that place is unreachable.
 
     ``failure_mode``: ``open`` keeps admitting while counting in each replica's memory (overshoot bounded by
-    replicas × limit) until the store answers again; ``closed`` answers 503 until it does.
+    replicas times the limit) until the store answers again; ``closed`` answers 503 until it does.
     """
 
     url: str
@@ -220,11 +222,20 @@ def _parse_tiers(section: Section) -> dict[str, TierSettings]:
             tokens_per_minute=tier.optional_integer("tokens_per_minute"),
             tokens_per_day=tier.optional_integer("tokens_per_day"),
             models=tier.string_list("models", [ALL_MODELS]),
+            endpoints=_parse_endpoints(tier),
         )
         tier.reject_unknown()
     if not tiers:
         raise ConfigError("tiers", None, "must define at least one tier")
     return tiers
+
+
+def _parse_endpoints(tier: Section) -> tuple[str, ...]:
+    endpoints = tier.string_list("endpoints", [ALL_ENDPOINTS])
+    for endpoint in endpoints:
+        if endpoint != ALL_ENDPOINTS and not endpoint.startswith("/"):
+            raise ConfigError(tier.path_of("endpoints"), endpoint, "must be '*' or paths like /v1/chat/completions")
+    return endpoints
 
 
 def _parse_pools(section: Section) -> dict[str, PoolSettings]:

@@ -39,7 +39,7 @@ def read_directory(directory: Path, known_tiers: frozenset[str]) -> TenantSnapsh
         try:
             documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            entries.append(Rejection(f"file:{path.name}", f"unreadable ({type(exc).__name__})"))
+            entries.append(Rejection(f"file:{path.name}", f"unreadable ({type(exc).__name__})", code="unreadable_file"))
             continue
         for document in documents:
             parsed = parse_secret(document, known_tiers)

@@ -24,8 +24,11 @@ FAST_SIM = {"ttft_base_ms": 2, "ttft_per_prompt_token_ms": 0.0, "itl_ms": 1}
 
 
 def stack_config(workdir: Path, sim: dict[str, Any] | None = None) -> Path:
-    """The shipped config with every port made free and tenants copied to a folder the test owns."""
+    """The shipped config with every port made free and tenants copied to a folder the test owns. The pro tier's
+    request limits are lifted: the suite sends more than 100 requests a minute with the pro demo key (tests of
+    limits create tenants of their own)."""
     document = on_free_ports(yaml.safe_load((REPO / "tokenlabs.yaml").read_text()))
+    document["tiers"]["pro"].update(requests_per_minute=1_000_000, requests_per_day=100_000_000)
     tenants = workdir / "tenants"
     shutil.copytree(REPO / "manifests/examples/tenants", tenants)
     document["tenants"] = {"source": "directory", "directory": str(tenants)}

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import grpc
 import pytest
-from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -14,14 +14,21 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from authz.secrets import Tenant, key_digest
 from authz.servicer import SERVICE_NAME, AuthorizationServicer
 from authz.snapshot import build_snapshot
+from authz.tiers import tier_policies
 from epp.pools import PoolDirectory
 from epp.servicer import SERVICE_NAME as EPP_SERVICE
 from epp.servicer import EndpointPickerServicer
-from tests.helpers import repo_settings, request_headers, response_headers
+from tests.helpers import check_request, repo_settings, request_headers, response_headers
 from tokenlabs.devstack import free_ports
+from tokenlabs.quota.memory import MemoryQuotaStore
 from tokenlabs.server import PluginServer, ServiceBinding
 from tokenlabs.settings import ServerSettings
 from tokenlabs.telemetry import Telemetry
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}", "x-tenant-id": "forged"}
+
 
 SNAPSHOT = build_snapshot([Tenant("acme", "pro", "ns/acme", key_digest("tlabs_sk_acme"))])
 
@@ -34,21 +41,12 @@ async def server() -> AsyncIterator[PluginServer]:
     binding = ServiceBinding(
         SERVICE_NAME,
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server,
-        AuthorizationServicer(lambda: SNAPSHOT, telemetry, 8 * 1024 * 1024),
+        AuthorizationServicer(
+            lambda: SNAPSHOT, tier_policies(repo_settings().tiers), MemoryQuotaStore(), telemetry, 8 * 1024 * 1024
+        ),
     )
     async with PluginServer(settings, telemetry, [binding], max_message_bytes=8 * 1024 * 1024) as plugin:
         yield plugin
-
-
-def check_request(key: str, body: str = "") -> external_auth_pb2.CheckRequest:
-    http = attribute_context_pb2.AttributeContext.HttpRequest(
-        headers={"authorization": f"Bearer {key}", "x-tenant-id": "forged"}, path="/v1/chat/completions", body=body
-    )
-    return external_auth_pb2.CheckRequest(
-        attributes=attribute_context_pb2.AttributeContext(
-            request=attribute_context_pb2.AttributeContext.Request(http=http)
-        )
-    )
 
 
 async def test_health_is_not_serving_until_ready(server: PluginServer) -> None:
@@ -79,8 +77,8 @@ async def test_check_over_grpc_with_a_multi_mib_body(server: PluginServer) -> No
         options=[("grpc.max_send_message_length", 16 * 1024 * 1024)],
     ) as channel:
         stub = external_auth_pb2_grpc.AuthorizationStub(channel)
-        allowed = await stub.Check(check_request("tlabs_sk_acme", body="x" * (6 * 1024 * 1024)))
-        denied = await stub.Check(check_request("tlabs_sk_nope"))
+        allowed = await stub.Check(check_request(bearer("tlabs_sk_acme"), body="x" * (6 * 1024 * 1024)))
+        denied = await stub.Check(check_request(bearer("tlabs_sk_nope")))
     assert allowed.status.code == 0
     headers = {option.header.key: option.header.value for option in allowed.ok_response.headers}
     assert headers == {"x-tenant-id": "acme", "x-tenant-tier": "pro"}
@@ -95,7 +93,7 @@ async def test_check_over_grpc_with_a_multi_mib_body(server: PluginServer) -> No
 
 async def test_metrics_are_served_over_http(server: PluginServer) -> None:
     async with grpc.aio.insecure_channel(server.settings.grpc_address) as channel:
-        await external_auth_pb2_grpc.AuthorizationStub(channel).Check(check_request("tlabs_sk_acme"))
+        await external_auth_pb2_grpc.AuthorizationStub(channel).Check(check_request(bearer("tlabs_sk_acme")))
     url = f"http://127.0.0.1:{server.settings.metrics_port}/metrics"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         text = await response.text()
