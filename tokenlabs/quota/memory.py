@@ -50,7 +50,9 @@ class MemoryQuotaStore:
         states = []
         for limit in limits:
             index = window_index(now, limit.seconds)
-            states.append(WindowState(limit, index, self._used(scope, limit.seconds, index), window_reset(now, limit.seconds)))
+            states.append(
+                WindowState(limit, index, self._used(scope, limit.seconds, index), window_reset(now, limit.seconds))
+            )
         return tuple(states)
 
     async def close(self) -> None:
