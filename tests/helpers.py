@@ -9,6 +9,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as authz_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as extproc_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 from tokenlabs.settings import Settings, load
 
@@ -69,3 +70,12 @@ def response_header_values(response: authz_pb2.CheckResponse) -> dict[str, str]:
     else:
         options = response.denied_response.headers
     return {option.header.key: option.header.value for option in options}
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Samples by (name, labels), for exact lookups in assertions."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }

@@ -7,7 +7,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from engine.sim.config import SimConfig
 from engine.sim.runner import WorkerBinding, listening
@@ -70,12 +69,3 @@ async def read_sse(response: aiohttp.ClientResponse) -> list[Any]:
         data = frame.removeprefix("data: ")
         events.append(data if data == "[DONE]" else orjson.loads(data))
     return events
-
-
-def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Samples by (name, labels), for exact lookups in assertions."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }

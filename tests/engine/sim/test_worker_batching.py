@@ -9,7 +9,8 @@ from aiohttp import web
 
 from engine.sim.config import SimConfig
 from engine.sim.worker import SimWorker, build_app
-from tests.engine.sim.support import HeldSleep, metric_samples, served, wait_until
+from tests.engine.sim.support import HeldSleep, served, wait_until
+from tests.helpers import metric_samples
 
 MODEL = frozenset({("model_name", "sim")})
 CHAT_BODY = {"model": "sim", "messages": [{"role": "user", "content": "hi"}]}

@@ -7,7 +7,8 @@ import aiohttp
 
 from engine.sim.config import SimConfig
 from engine.sim.worker import SimWorker
-from tests.engine.sim.support import FAST_CONFIG, HeldSleep, instant_sleep, metric_samples, served, wait_until
+from tests.engine.sim.support import FAST_CONFIG, HeldSleep, instant_sleep, served, wait_until
+from tests.helpers import metric_samples
 
 MODEL = frozenset({("model_name", "sim")})
 

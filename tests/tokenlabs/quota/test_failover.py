@@ -5,7 +5,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from tests.engine.sim.support import metric_samples
+from tests.helpers import metric_samples
 from tests.redis_server import RedisServer
 from tokenlabs.quota.failover import FailoverQuotaStore, LocalWindowState
 from tokenlabs.quota.memory import MemoryQuotaStore
