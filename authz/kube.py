@@ -20,5 +20,7 @@ def core_api(kubeconfig: str | None = None) -> client.CoreV1Api:
         api_client = config.new_client_from_config(config_file=kubeconfig)
     except (config.ConfigException, OSError) as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or config.KUBE_CONFIG_DEFAULT_LOCATION
-        raise ConfigError("tenants.source", "kubernetes", f"no usable cluster configuration at {where}: {exc}") from None
+        raise ConfigError(
+            "tenants.source", "kubernetes", f"no usable cluster configuration at {where}: {exc}"
+        ) from None
     return client.CoreV1Api(api_client)

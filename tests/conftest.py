@@ -4,7 +4,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kube_api import kube_api
 from tests.redis_server import RedisServer, redis_server_path
+
+__all__ = ["kube_api", "redis_server"]  # fixtures for every test: a fake Kubernetes API, a real Redis
 
 
 @pytest.fixture
