@@ -85,8 +85,8 @@ async def serve(settings: Settings) -> None:
 
     @contextlib.asynccontextmanager
     async def tenants_loaded() -> AsyncIterator[None]:
-        await source.start()
         try:
+            await source.start()
             yield
         finally:
             await source.stop()

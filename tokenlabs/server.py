@@ -68,6 +68,10 @@ class PluginServer:
     def settings(self) -> ServerSettings:
         return self._settings
 
+    @property
+    def service(self) -> str:
+        return self._telemetry.service
+
     async def __aenter__(self) -> PluginServer:
         server = grpc.aio.server(options=self._options)
         for binding in self._services:
@@ -124,13 +128,28 @@ async def serve_until_signalled(
     server: PluginServer, loaded: contextlib.AbstractAsyncContextManager[object] | None = None
 ) -> None:
     """Run ``server`` until SIGTERM/SIGINT. It turns SERVING once ``loaded`` has been entered (the server's data
-    is in); on a signal ``loaded`` is exited first (background refreshers stop, their last snapshot stays in use),
+    is in); a signal while it is still loading (say, the Kubernetes API is unreachable) cancels the loading and
+    exits. On a signal ``loaded`` is exited first (background refreshers stop, their last snapshot stays in use),
     then the server drains."""
     stop = asyncio.Event()
     install_stop_signals(stop)
-    async with server, loaded or contextlib.nullcontext():
+    async with server, contextlib.AsyncExitStack() as resources:
+        entering = asyncio.ensure_future(resources.enter_async_context(loaded or contextlib.nullcontext()))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((entering, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not entering.done():
+            log.info("stopped while loading", extra={"service": server.service})
+            entering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entering
+            return
+        try:
+            entering.result()  # a failure to load ends the server with its error
+        except BaseException:
+            stopping.cancel()
+            raise
         await server.mark_ready()
-        await stop.wait()
+        await stopping
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -8,9 +8,6 @@ would admit more than the limit here.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,45 +17,13 @@ import grpc
 import pytest
 import yaml
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import REPO, check_request
+from tests.helpers import check_request
 from tests.redis_server import RedisServer
-from tokenlabs.devstack import free_ports
+from tests.server_process import ServerProcess
 
 KEY = "tlabs_sk_replica_test"
 LIMIT = 50
-
-
-class Replica:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.log = log
-        self.grpc_port, metrics_port = free_ports(2)
-        env = {
-            **os.environ,
-            "TOKENLABS_AUTHZ__GRPC_PORT": str(self.grpc_port),
-            "TOKENLABS_AUTHZ__METRICS_PORT": str(metrics_port),
-        }
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tokenlabs", "serve", "authz", "--config", str(config)],
-                env=env,
-                cwd=REPO,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def write_config(workdir: Path, redis_url: str, failure_mode: str) -> Path:
@@ -103,42 +68,26 @@ async def status_codes(addresses: list[str], count: int) -> Counter[int]:
     return Counter(reply.denied_response.status.code if reply.HasField("denied_response") else 200 for reply in replies)
 
 
-async def wait_serving(replicas: list[Replica]) -> None:
-    deadline = time.monotonic() + 20
-    for replica in replicas:
-        async with grpc.aio.insecure_channel(replica.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while True:
-                assert replica.process.poll() is None, replica.log.read_text()
-                try:
-                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.aio.AioRpcError:
-                    pass
-                assert time.monotonic() < deadline, "authz replica did not become SERVING"
-                await asyncio.sleep(0.1)
-
-
 @pytest.fixture
-def replicas_factory() -> Iterator[list[Replica]]:
-    started: list[Replica] = []
+def replicas_factory() -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
     yield started
     for replica in started:
         replica.stop()
 
 
 async def start_replicas(
-    started: list[Replica], tmp_path: Path, redis_server: RedisServer, failure_mode: str
+    started: list[ServerProcess], tmp_path: Path, redis_server: RedisServer, failure_mode: str
 ) -> list[str]:
     config = write_config(tmp_path, redis_server.url, failure_mode)
-    started.extend(Replica(config, tmp_path / f"replica-{index}.log") for index in range(2))
-    await wait_serving(started)
+    started.extend(ServerProcess("authz", config, tmp_path / f"replica-{index}.log") for index in range(2))
+    for replica in started:
+        await replica.wait_serving()
     return [replica.address for replica in started]
 
 
 async def test_two_replicas_never_admit_more_than_the_limit(
-    replicas_factory: list[Replica], tmp_path: Path, redis_server: RedisServer
+    replicas_factory: list[ServerProcess], tmp_path: Path, redis_server: RedisServer
 ) -> None:
     addresses = await start_replicas(replicas_factory, tmp_path, redis_server, "closed")
     codes = await status_codes(addresses, 4 * LIMIT)
@@ -146,7 +95,7 @@ async def test_two_replicas_never_admit_more_than_the_limit(
 
 
 async def test_fail_closed_refuses_with_503_while_redis_is_down_and_recovers(
-    replicas_factory: list[Replica], tmp_path: Path, redis_server: RedisServer
+    replicas_factory: list[ServerProcess], tmp_path: Path, redis_server: RedisServer
 ) -> None:
     addresses = await start_replicas(replicas_factory, tmp_path, redis_server, "closed")
     assert await status_codes(addresses, 4) == Counter({200: 4})
@@ -162,7 +111,7 @@ async def test_fail_closed_refuses_with_503_while_redis_is_down_and_recovers(
 
 
 async def test_fail_open_counts_locally_while_redis_is_down(
-    replicas_factory: list[Replica], tmp_path: Path, redis_server: RedisServer
+    replicas_factory: list[ServerProcess], tmp_path: Path, redis_server: RedisServer
 ) -> None:
     addresses = await start_replicas(replicas_factory, tmp_path, redis_server, "open")
     redis_server.kill()
