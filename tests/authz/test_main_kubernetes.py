@@ -72,7 +72,10 @@ async def test_serving_only_after_the_first_list_then_keys_follow_the_watch(
 
 
 async def test_sigterm_while_the_api_is_unreachable_exits_promptly(authz: ServerProcess) -> None:
-    await asyncio.sleep(1.0)
+    deadline = time.monotonic() + 20
+    while await authz.health() != health_pb2.HealthCheckResponse.NOT_SERVING:  # up, signals handled, still listing
+        assert time.monotonic() < deadline, authz.log.read_text()
+        await asyncio.sleep(0.1)
     started = time.monotonic()
     assert authz.stop() == 0
     assert time.monotonic() - started < 5
