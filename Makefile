@@ -59,10 +59,12 @@ protos: setup
 	$(BIN)/python -m tokenlabs.protogen
 
 # `make bench BENCH_ARGS=--quick` for a short run; results go to bench/results/gateway.json.
+# `make bench BENCH=authz` for the authz server's benchmark (bench/results/authz.json).
+BENCH ?= gateway
 bench: setup wrk
-	$(BIN)/python -m bench.gateway $(BENCH_ARGS)
+	$(BIN)/python -m bench.$(BENCH) $(BENCH_ARGS)
 
-# wrk drives the gateway benchmark; installed from Debian's packages when missing.
+# wrk drives the benchmarks; installed from Debian's packages when missing.
 wrk:
 	@command -v wrk >/dev/null || { \
 		echo "installing wrk"; \

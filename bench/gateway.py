@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
-import os
-import platform
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -28,24 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from bench import cpu, wrk
+from bench import wrk
+from bench.envoy_rounds import BODY, run_round, warm_up
+from bench.machine import machine_facts
 from bench.report import Measurement, format_summary, summarise
-from bench.stack_config import MODEL, OUTPUT_TOKENS, PRO_KEY, REPO, ZERO_LATENCY_SIM, chat_body, write_config
+from bench.stack_config import MODEL, OUTPUT_TOKENS, PRO_KEY, REPO, ZERO_LATENCY_SIM, write_config
 from bench.stages import CHAT_PATH, STAGES, Target, grpc_calls_per_request, make_targets
 from tokenlabs.devstack import Child, Stack, StackOptions
-from tokenlabs.envoy_config import find_envoy, render_bootstrap
+from tokenlabs.envoy_config import render_bootstrap
 from tokenlabs.settings import load
 
 DEFAULT_JSON = REPO / "bench" / "results" / "gateway.json"
-CONNECTIONS = (16, 1)
 PLUGIN_CHILDREN = ("authz", "extproc", "epp", "workers")
-# Not measured: opens the gRPC streams and connection pools before the first timed run.
-WARMUP_S = 1.0
-# Lets the previous run's last requests drain before the next target starts.
-SETTLE_S = 0.5
-BODY = chat_body()
 
 
 @dataclass(frozen=True)
@@ -84,15 +74,8 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
 
 def conditions(plan: Plan) -> dict[str, Any]:
     return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "kernel": platform.release(),
-        "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-        "envoy_version": _envoy_version(),
+        **machine_facts(),
         "envoy_concurrency": plan.envoy_concurrency,
-        "wrk_version": wrk.version(),
-        "python": platform.python_version(),
         "rounds": plan.rounds,
         "duration_s": plan.duration_s,
         "connections": {"c16": "16 connections, 2 threads", "c1": "1 connection, 1 thread"},
@@ -105,74 +88,12 @@ def conditions(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def _envoy_version() -> str:
-    # "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
-    text = subprocess.run([find_envoy(), "--version"], capture_output=True, text=True, check=True).stdout
-    parts = text.split("version:", 1)[-1].strip().split("/")
-    return parts[1] if len(parts) > 1 else text.strip()
-
-
-async def preflight(target: Target) -> None:
-    """One request by hand: a target that answers anything but a chat completion would make the numbers lie."""
-    headers = {"authorization": f"Bearer {PRO_KEY}", "content-type": "application/json"}
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-        session.post(target.url, data=BODY, headers=headers) as response,
-    ):
-        text = await response.text()
-    if response.status != 200 or '"choices"' not in text:
-        raise RuntimeError(f"{target.name}: preflight got {response.status}: {text[:500]}")
-
-
-async def measure(
-    target: Target, connections: int, duration_s: float, plugins: Mapping[str, int]
-) -> tuple[wrk.WrkResult, dict[str, float]]:
-    process = await wrk.start(target.url, connections, duration_s, BODY, PRO_KEY)
-    try:
-        # CPU is sampled inside the run, away from connection set-up and the last requests.
-        margin = min(0.5, duration_s / 6)
-        watched = {**plugins, "envoy": target.envoy_pid, "wrk": process.pid}
-        await asyncio.sleep(margin)
-        before = cpu.snapshot(watched, own="bench")
-        await asyncio.sleep(duration_s - 2 * margin)
-        after = cpu.snapshot(watched, own="bench")
-        result = await wrk.finish(process, duration_s)
-    finally:
-        await wrk.stop(process)
-    return result, cpu.shares(before, after)
-
-
 async def run_rounds(plan: Plan, targets: list[Target], plugins: Mapping[str, int]) -> list[Measurement]:
-    for target in targets:
-        await preflight(target)
-        await measure(target, CONNECTIONS[0], WARMUP_S, plugins)
+    await warm_up(targets, plugins, PRO_KEY)
     measurements = []
     for index in range(plan.rounds):
-        # Rotating the order keeps any one target from always running first (or right after the costliest one).
-        shift = index % len(targets)
-        order = targets[shift:] + targets[:shift]
-        for connections in CONNECTIONS:
-            for target in order:
-                await asyncio.sleep(SETTLE_S)
-                result, shares = await measure(target, connections, plan.duration_s, plugins)
-                measurement = Measurement(index + 1, target.name, connections, result, shares)
-                measurements.append(measurement)
-                print(_progress(measurement, plan.rounds), flush=True)
+        measurements += await run_round(index, plan.rounds, targets, plan.duration_s, plugins, PRO_KEY)
     return measurements
-
-
-def _progress(m: Measurement, rounds: int) -> str:
-    return (
-        f"round {m.round}/{rounds} c={m.connections:<2} {m.stage:<14} {m.wrk.rps:8,.0f} req/s  "
-        f"p50 {m.wrk.p50_ms:6.2f} ms  p99 {m.wrk.p99_ms:6.2f} ms  errors {m.wrk.errors}"
-    )
 
 
 def _child(stack: Stack, name: str) -> Child:

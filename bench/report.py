@@ -97,7 +97,7 @@ def _columns(summary: Mapping[str, Mapping[str, Any]], key: str) -> list[str]:
     return _ordered({name for numbers in summary.values() for name in numbers[key]})
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [header, *rows]
     text = [
@@ -130,7 +130,7 @@ def format_summary(summary: Mapping[str, Mapping[str, Any]], conditions: Mapping
         ]
         for stage, n in summary.items()
     ]
-    main = _table(
+    main = table(
         [
             "stage",
             "req/s c16",
@@ -144,7 +144,7 @@ def format_summary(summary: Mapping[str, Mapping[str, Any]], conditions: Mapping
         ],
         main_rows,
     )
-    calls = _table(
+    calls = table(
         ["stage", *ENVOY_CALL_COUNTERS],
         [
             [stage, *(f"{n['envoy_calls_per_request'].get(c, 0.0):.2f}" for c in ENVOY_CALL_COUNTERS)]
@@ -159,7 +159,7 @@ def format_summary(summary: Mapping[str, Mapping[str, Any]], conditions: Mapping
     ):
         columns = _columns(summary, key)
         rows = [[stage, *(digits.format(n[key].get(c, 0.0)) for c in columns)] for stage, n in summary.items()]
-        sections.append(f"{title}\n{_table(['stage', *columns], rows)}")
+        sections.append(f"{title}\n{table(['stage', *columns], rows)}")
     others = [n["cpu_percent_c16"].get("other", 0.0) for n in summary.values()]
     if others and statistics.median(others) > BUSY_MACHINE_PERCENT:
         sections.append(

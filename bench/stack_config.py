@@ -17,6 +17,7 @@ OUTPUT_TOKENS = 4
 # Far above what any run can use: a 429 from a quota would measure the limiter, not the request path.
 UNLIMITED = 10**12
 QUOTA_KEYS = ("requests_per_minute", "requests_per_day", "tokens_per_minute", "tokens_per_day")
+DEMO_TENANTS = REPO / "manifests/examples/tenants"
 # Zero model latency, so a request's time is the gateway's own; more batch slots than connections, so the simulator
 # never queues a request behind others.
 ZERO_LATENCY_SIM: dict[str, Any] = {
@@ -35,10 +36,11 @@ def chat_body() -> str:
     return json.dumps({"model": MODEL, "messages": [message], "max_tokens": OUTPUT_TOKENS, "stream": False})
 
 
-def write_config(workdir: Path) -> Path:
-    """Write ``tokenlabs.yaml`` for the bench into ``workdir`` and return its path."""
+def write_config(workdir: Path, tenants: Path = DEMO_TENANTS) -> Path:
+    """Write ``tokenlabs.yaml`` for the bench into ``workdir`` (tenants from the directory ``tenants``) and return
+    its path."""
     document = on_free_ports(yaml.safe_load((REPO / "tokenlabs.yaml").read_text(encoding="utf-8")))
-    document["tenants"] = {"source": "directory", "directory": str(REPO / "manifests/examples/tenants")}
+    document["tenants"] = {"source": "directory", "directory": str(tenants)}
     for tier in document["tiers"].values():
         tier.update(dict.fromkeys(QUOTA_KEYS, UNLIMITED))
     for server in ("authz", "extproc", "epp"):

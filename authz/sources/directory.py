@@ -22,6 +22,9 @@ from authz.snapshot import TenantSnapshot, build_snapshot
 log = logging.getLogger(__name__)
 
 Fingerprint = tuple[tuple[str, int, int], ...]
+# libyaml's loader when PyYAML was built with it: 100,000 Secrets load in ~7 s instead of ~60 s with the pure-Python
+# one, which stays the fallback (same documents, same YAMLError family).
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def fingerprint(directory: Path) -> Fingerprint:
@@ -37,7 +40,7 @@ def read_directory(directory: Path, known_tiers: frozenset[str]) -> TenantSnapsh
     entries: list[Tenant | Rejection] = []
     for path in sorted(directory.glob("*.y*ml")):
         try:
-            documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            documents = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_LOADER))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             entries.append(Rejection(f"file:{path.name}", f"unreadable ({type(exc).__name__})", code="unreadable_file"))
             continue

@@ -1,0 +1,41 @@
+"""The machine and tool versions a benchmark ran under, recorded with every result."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench import wrk
+from tokenlabs.envoy_config import find_envoy
+
+
+def machine_facts() -> dict[str, Any]:
+    """Date, cores, CPU model, kernel, load average at start and the versions of Envoy, wrk and Python."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "kernel": platform.release(),
+        "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "envoy_version": envoy_version(),
+        "wrk_version": wrk.version(),
+        "python": platform.python_version(),
+    }
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def envoy_version() -> str:
+    # "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+    text = subprocess.run([find_envoy(), "--version"], capture_output=True, text=True, check=True).stdout
+    parts = text.split("version:", 1)[-1].strip().split("/")
+    return parts[1] if len(parts) > 1 else text.strip()
