@@ -23,21 +23,25 @@ class MemoryQuotaStore:
         return counter[1] if counter is not None and counter[0] == index else 0
 
     async def acquire(self, scope: str, limits: Sequence[Limit], amount: int = 1) -> Admission:
+        # One pass to read and check, one to write: this runs on every authorization check.
         now = self._clock()
-        indexes = [window_index(now, limit.seconds) for limit in limits]
-        used = [self._used(scope, limit.seconds, index) for limit, index in zip(limits, indexes, strict=True)]
-        fits = [count + amount <= limit.limit for limit, count in zip(limits, used, strict=True)]
-        admitted = all(fits)
-        if admitted:
-            for limit, index, count in zip(limits, indexes, used, strict=True):
-                self._counters[(scope, limit.seconds)] = [index, count + amount]
-        return Admission(
-            admitted,
-            tuple(
-                WindowState(limit, index, count + amount if admitted else count, window_reset(now, limit.seconds), ok)
-                for limit, index, count, ok in zip(limits, indexes, used, fits, strict=True)
-            ),
-        )
+        counters = self._counters
+        current = []
+        admitted = True
+        for limit in limits:
+            index = int(now // limit.seconds)
+            counter = counters.get((scope, limit.seconds))
+            used = counter[1] if counter is not None and counter[0] == index else 0
+            fits = used + amount <= limit.limit
+            admitted = admitted and fits
+            current.append((limit, index, used, fits))
+        states = []
+        for limit, index, used, fits in current:
+            if admitted:
+                used += amount
+                counters[(scope, limit.seconds)] = [index, used]
+            states.append(WindowState(limit, index, used, (index + 1) * limit.seconds - now, fits))
+        return Admission(admitted, tuple(states))
 
     async def adjust(self, scope: str, windows: Sequence[WindowState], delta: int) -> None:
         for state in windows:
