@@ -20,6 +20,7 @@ from authz.snapshot import TenantSnapshot
 from authz.tiers import TierPolicy
 from tokenlabs import envoy_messages, headers
 from tokenlabs.errors import Unavailable, http_error
+from tokenlabs.quota.scopes import requests_scope
 from tokenlabs.quota.store import QuotaStore, QuotaStoreError
 from tokenlabs.telemetry import Telemetry
 
@@ -30,10 +31,6 @@ SERVICE_NAME = envoy_messages.EXT_AUTHZ_SERVICE
 _REMOVED_HEADERS = (*headers.CREDENTIALS, headers.MODEL, headers.DESTINATION_ENDPOINT)
 # Envoy's local_reply_config gives every authz 503 this code; ours says the same.
 _UNAVAILABLE = Unavailable("Authorization is temporarily unavailable.", code="authorization_unavailable")
-
-
-def request_scope(tenant_id: str) -> str:
-    return f"requests:{tenant_id}"
 
 
 class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[misc]
@@ -90,7 +87,7 @@ class AuthorizationServicer(authz_grpc.AuthorizationServicer):  # type: ignore[m
         limits = identified.policy.request_limits
         if not limits:
             return judge(identified, None)
-        admission = await self._store.acquire(request_scope(identified.tenant.tenant_id), limits, 1)
+        admission = await self._store.acquire(requests_scope(identified.tenant.tenant_id), limits, 1)
         return judge(identified, admission)
 
     @staticmethod
