@@ -90,7 +90,6 @@ async def serve(settings: Settings) -> None:
             yield
         finally:
             await source.stop()
-            await store.close()
 
     servicer = AuthorizationServicer(
         lambda: source.current,
@@ -101,4 +100,7 @@ async def serve(settings: Settings) -> None:
     )
     binding = ServiceBinding(SERVICE_NAME, authz_grpc.add_AuthorizationServicer_to_server, servicer)
     server = PluginServer(settings.authz, telemetry, [binding], settings.limits.max_request_body_bytes)
-    await serve_until_signalled(server, tenants_loaded())
+    try:
+        await serve_until_signalled(server, tenants_loaded())
+    finally:
+        await store.close()  # after the drain: in-flight checks still count

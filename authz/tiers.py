@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from tokenlabs.quota.windows import DAY, MINUTE, Limit
+from tokenlabs.quota.tier_limits import request_limits
+from tokenlabs.quota.windows import Limit
 from tokenlabs.settings import ALL_ENDPOINTS, TierSettings
 
 
@@ -23,12 +24,9 @@ class TierPolicy:
 def tier_policies(tiers: Mapping[str, TierSettings]) -> Mapping[str, TierPolicy]:
     policies = {}
     for name, tier in tiers.items():
-        windows = (("minute", MINUTE, tier.requests_per_minute), ("day", DAY, tier.requests_per_day))
         policies[name] = TierPolicy(
             name=name,
-            request_limits=tuple(
-                Limit(label, seconds, limit) for label, seconds, limit in windows if limit is not None
-            ),
+            request_limits=request_limits(tier),
             endpoints=None if ALL_ENDPOINTS in tier.endpoints else frozenset(tier.endpoints),
         )
     return MappingProxyType(policies)

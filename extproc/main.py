@@ -6,6 +6,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as extproc_grp
 
 from extproc.metering import Metering
 from extproc.servicer import SERVICE_NAME, ExternalProcessorServicer
+from extproc.usage_service import usage_binding
+from tokenlabs.quota.factory import open_quota_store
 from tokenlabs.server import PluginServer, ServiceBinding, serve_until_signalled
 from tokenlabs.settings import Settings
 from tokenlabs.telemetry import Telemetry
@@ -13,8 +15,15 @@ from tokenlabs.telemetry import Telemetry
 
 async def serve(settings: Settings) -> None:
     telemetry = Telemetry.create("extproc")
-    servicer = ExternalProcessorServicer(settings, telemetry, Metering(telemetry))
+    store = open_quota_store(settings.quota_store, telemetry)
+    metering = Metering(telemetry)
+    servicer = ExternalProcessorServicer(settings, telemetry, metering, store)
     binding = ServiceBinding(SERVICE_NAME, extproc_grpc.add_ExternalProcessorServicer_to_server, servicer)
-    await serve_until_signalled(
-        PluginServer(settings.extproc, telemetry, [binding], settings.limits.max_request_body_bytes)
-    )
+    bindings = [binding, usage_binding(metering, store, settings.tiers)]
+    server = PluginServer(settings.extproc, telemetry, bindings, settings.limits.max_request_body_bytes)
+    try:
+        await serve_until_signalled(server)
+    finally:
+        # After the drain: settle what the last streams owe, then let the store flush and close.
+        await servicer.close()
+        await store.close()

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as authz_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as extproc_pb2
 from envoy.type.v3 import http_status_pb2
@@ -74,21 +75,43 @@ def continue_request_headers(
 
 
 def continue_request_body(
-    set_headers: HeaderPairs = (), remove: Iterable[str] = (), clear_route_cache: bool = False
+    set_headers: HeaderPairs = (),
+    remove: Iterable[str] = (),
+    clear_route_cache: bool = False,
+    replace_body: bytes | None = None,
 ) -> extproc_pb2.ProcessingResponse:
-    return extproc_pb2.ProcessingResponse(
-        request_body=extproc_pb2.BodyResponse(response=_common(set_headers, remove, clear_route_cache))
-    )
+    """``replace_body``: the new request body (BUFFERED mode); the caller also sets ``content-length`` to match."""
+    common = _common(set_headers, remove, clear_route_cache)
+    if replace_body is not None:
+        common.body_mutation.body = replace_body
+    return extproc_pb2.ProcessingResponse(request_body=extproc_pb2.BodyResponse(response=common))
 
 
-def continue_response_headers(set_headers: HeaderPairs = ()) -> extproc_pb2.ProcessingResponse:
-    return extproc_pb2.ProcessingResponse(
+def continue_response_headers(set_headers: HeaderPairs = (), skip_body: bool = False) -> extproc_pb2.ProcessingResponse:
+    """``skip_body``: Envoy sends no response body for this exchange (needs ``allow_mode_override`` on the filter)."""
+    response = extproc_pb2.ProcessingResponse(
         response_headers=extproc_pb2.HeadersResponse(response=_common(set_headers, (), False))
     )
+    if skip_body:
+        # NONE is the zero value: mark the override present explicitly, or it would not be sent at all.
+        response.mode_override.SetInParent()
+        response.mode_override.response_body_mode = processing_mode_pb2.ProcessingMode.NONE
+    return response
 
 
-def continue_response_body() -> extproc_pb2.ProcessingResponse:
-    return extproc_pb2.ProcessingResponse(response_body=extproc_pb2.BodyResponse())
+def continue_response_body(replace_body: bytes | None = None) -> extproc_pb2.ProcessingResponse:
+    """``replace_body``: what Envoy forwards instead of this chunk (STREAMED mode); ``None`` forwards it as is."""
+    if replace_body is None:
+        return _CONTINUE_RESPONSE_BODY
+    return extproc_pb2.ProcessingResponse(
+        response_body=extproc_pb2.BodyResponse(
+            response=extproc_pb2.CommonResponse(body_mutation=extproc_pb2.BodyMutation(body=replace_body))
+        )
+    )
+
+
+# Sent for almost every streamed chunk; immutable in practice (never modified after creation).
+_CONTINUE_RESPONSE_BODY = extproc_pb2.ProcessingResponse(response_body=extproc_pb2.BodyResponse())
 
 
 def _common(set_headers: HeaderPairs, remove: Iterable[str], clear_route_cache: bool) -> extproc_pb2.CommonResponse:

@@ -12,6 +12,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -53,6 +54,10 @@ class TierSettings:
     tokens_per_minute: int | None
     tokens_per_day: int | None
     models: tuple[str, ...]
+    prompt_tokens_per_minute: int | None = None
+    prompt_tokens_per_day: int | None = None
+    completion_tokens_per_minute: int | None = None
+    completion_tokens_per_day: int | None = None
     endpoints: tuple[str, ...] = (ALL_ENDPOINTS,)
 
     def allows_model(self, model: str) -> bool:
@@ -67,12 +72,30 @@ class TenantSourceSettings:
     label_selector: str
 
 
+class ModelKind(StrEnum):
+    """What a model does, and so which API endpoints may name it."""
+
+    CHAT = "chat"  # /v1/chat/completions and /v1/completions; priced per token
+    SPEECH = "speech"  # /v1/audio/speech; priced per input character
+
+
+# The price keys only one kind of model may set: a token price on a speech model would never be charged.
+_PRICE_KEYS = {
+    ModelKind.CHAT: ("input_usd_per_1m_tokens", "output_usd_per_1m_tokens"),
+    ModelKind.SPEECH: ("input_usd_per_1m_characters",),
+}
+
+
 @dataclass(frozen=True)
 class ModelSettings:
+    """One served model. Prices of the other kind are always 0 (the config may not set them)."""
+
     name: str
     pool: str
     input_usd_per_1m_tokens: float
     output_usd_per_1m_tokens: float
+    kind: ModelKind = ModelKind.CHAT
+    input_usd_per_1m_characters: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +145,12 @@ class QuotaStoreSettings:
 
 @dataclass(frozen=True)
 class LimitSettings:
+    """Request size, and how token reservations are estimated at admission (see extproc/quota.py)."""
+
     max_request_body_bytes: int
+    reserve_default_completion_tokens: int = 1024
+    reserve_max_tokens: int = 32768
+    reserve_image_tokens: int = 1024
 
 
 @dataclass(frozen=True)
@@ -222,6 +250,10 @@ def _parse_tiers(section: Section) -> dict[str, TierSettings]:
             tokens_per_minute=tier.optional_integer("tokens_per_minute"),
             tokens_per_day=tier.optional_integer("tokens_per_day"),
             models=tier.string_list("models", [ALL_MODELS]),
+            prompt_tokens_per_minute=tier.optional_integer("prompt_tokens_per_minute"),
+            prompt_tokens_per_day=tier.optional_integer("prompt_tokens_per_day"),
+            completion_tokens_per_minute=tier.optional_integer("completion_tokens_per_minute"),
+            completion_tokens_per_day=tier.optional_integer("completion_tokens_per_day"),
             endpoints=_parse_endpoints(tier),
         )
         tier.reject_unknown()
@@ -258,16 +290,30 @@ def _parse_models(section: Section, pools: Mapping[str, PoolSettings]) -> dict[s
         pool = model.string("pool")
         if pool not in pools:
             raise ConfigError(model.path_of("pool"), pool, "names a pool that is not configured")
+        kind = ModelKind(model.string("kind", ModelKind.CHAT.value, choices=tuple(ModelKind)))
+        _reject_prices_of_other_kinds(model, kind)
         models[name] = ModelSettings(
             name=name,
             pool=pool,
             input_usd_per_1m_tokens=model.number("input_usd_per_1m_tokens", 0.0),
             output_usd_per_1m_tokens=model.number("output_usd_per_1m_tokens", 0.0),
+            kind=kind,
+            input_usd_per_1m_characters=model.number("input_usd_per_1m_characters", 0.0),
         )
         model.reject_unknown()
     if not models:
         raise ConfigError("models", None, "must define at least one model")
     return models
+
+
+def _reject_prices_of_other_kinds(model: Section, kind: ModelKind) -> None:
+    for other, keys in _PRICE_KEYS.items():
+        if other is kind:
+            continue
+        for key in keys:
+            value = model.raw(key, None)
+            if value is not None:
+                raise ConfigError(model.path_of(key), value, f"applies to {other} models only; this model is {kind}")
 
 
 def _parse_tenants(section: Section, base_dir: Path) -> TenantSourceSettings:
@@ -297,6 +343,9 @@ def _parse_quota_store(root: Section) -> QuotaStoreSettings:
 def _parse_limits(section: Section) -> LimitSettings:
     settings = LimitSettings(
         max_request_body_bytes=section.integer("max_request_body_bytes", 8 * 1024 * 1024, minimum=1024),
+        reserve_default_completion_tokens=section.integer("reserve_default_completion_tokens", 1024, minimum=1),
+        reserve_max_tokens=section.integer("reserve_max_tokens", 32768, minimum=1),
+        reserve_image_tokens=section.integer("reserve_image_tokens", 1024, minimum=0),
     )
     section.reject_unknown()
     return settings

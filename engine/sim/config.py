@@ -26,6 +26,10 @@ class SimConfig:
     max_num_seqs: int = field(default=8, metadata={"help": "requests generating at once (continuous batching slots)"})
     num_kv_blocks: int = field(default=1024, metadata={"help": "KV cache capacity in blocks"})
     block_size: int = field(default=16, metadata={"help": "tokens per KV cache block"})
+    speech_base_ms: float = field(default=20.0, metadata={"help": "fixed part of the time to synthesize speech"})
+    speech_per_character_ms: float = field(
+        default=0.5, metadata={"help": "speech synthesis time added per input character"}
+    )
 
     def __post_init__(self) -> None:
         for knob in fields(self):

@@ -16,3 +16,9 @@ def inter_token_seconds(config: SimConfig, running: int) -> float:
     ``itl_batch_factor`` for each other request running alongside."""
     others = max(running, 1) - 1
     return config.itl_ms * (1.0 + config.itl_batch_factor * others) / _MS_PER_SECOND
+
+
+def speech_seconds(config: SimConfig, characters: int) -> float:
+    """Time to synthesize a whole speech answer: a fixed cost plus a cost per input character. The audio is
+    sent in one piece, so there is no first-chunk latency to model separately."""
+    return (config.speech_base_ms + config.speech_per_character_ms * characters) / _MS_PER_SECOND

@@ -47,7 +47,7 @@ def parse_chat_completion(body: Mapping[str, object]) -> ChatCompletionRequest:
     options = _generation_options(body, max_tokens_params=("max_completion_tokens", "max_tokens"))
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _wrong_type("messages", "a non-empty array of messages", messages)
+        raise wrong_type("messages", "a non-empty array of messages", messages)
     return ChatCompletionRequest(
         options=options,
         messages=tuple(_chat_message(message, f"messages[{index}]") for index, message in enumerate(messages)),
@@ -62,7 +62,7 @@ def parse_completion(body: Mapping[str, object]) -> CompletionRequest:
     elif isinstance(prompt, list) and prompt and all(isinstance(item, str) for item in prompt):
         prompts = tuple(prompt)
     else:
-        raise _wrong_type("prompt", "a string or a non-empty array of strings", prompt)
+        raise wrong_type("prompt", "a string or a non-empty array of strings", prompt)
     return CompletionRequest(options=options, prompts=prompts)
 
 
@@ -82,7 +82,7 @@ def check_context_length(prompt_length: int, max_tokens: int | None, max_model_l
 def _generation_options(body: Mapping[str, object], max_tokens_params: tuple[str, ...]) -> GenerationOptions:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _wrong_type("model", "a non-empty string", model)
+        raise wrong_type("model", "a non-empty string", model)
     n = body.get("n")
     if n is not None and n != 1:
         # Several choices per prompt would need several sequences each; no client of the simulator asks.
@@ -92,7 +92,7 @@ def _generation_options(body: Mapping[str, object], max_tokens_params: tuple[str
     if stream_options is not None and not stream:
         raise invalid_request("stream_options is only allowed when stream is true.", param="stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
-        raise _wrong_type("stream_options", "an object", stream_options)
+        raise wrong_type("stream_options", "an object", stream_options)
     max_tokens = None
     for name in max_tokens_params:
         max_tokens = _optional_positive_int(body, name)
@@ -108,10 +108,10 @@ def _generation_options(body: Mapping[str, object], max_tokens_params: tuple[str
 
 def _chat_message(message: object, where: str) -> ChatMessage:
     if not isinstance(message, dict):
-        raise _wrong_type(where, "an object", message)
+        raise wrong_type(where, "an object", message)
     role = message.get("role")
     if not isinstance(role, str) or not role:
-        raise _wrong_type(f"{where}.role", "a non-empty string", role)
+        raise wrong_type(f"{where}.role", "a non-empty string", role)
     content = message.get("content")
     if content is None:
         # An assistant turn that only called tools has no content.
@@ -121,24 +121,24 @@ def _chat_message(message: object, where: str) -> ChatMessage:
     elif isinstance(content, list):
         parts = tuple(_content_part(part, f"{where}.content[{index}]") for index, part in enumerate(content))
     else:
-        raise _wrong_type(f"{where}.content", "a string or an array of content parts", content)
+        raise wrong_type(f"{where}.content", "a string or an array of content parts", content)
     return ChatMessage(role=role, content=parts)
 
 
 def _content_part(part: object, where: str) -> ContentPart:
     if not isinstance(part, dict):
-        raise _wrong_type(where, "an object", part)
+        raise wrong_type(where, "an object", part)
     kind = part.get("type")
     if kind == "text":
         text = part.get("text")
         if not isinstance(text, str):
-            raise _wrong_type(f"{where}.text", "a string", text)
+            raise wrong_type(f"{where}.text", "a string", text)
         return TextPart(text)
     if kind == "image_url":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else None
         if not isinstance(url, str):
-            raise _wrong_type(f"{where}.image_url.url", "a string", url)
+            raise wrong_type(f"{where}.image_url.url", "a string", url)
         return ImagePart(url)
     raise invalid_request(f"{where}.type must be 'text' or 'image_url', got {kind!r}.", param=f"{where}.type")
 
@@ -148,7 +148,7 @@ def _optional_bool(body: Mapping[str, object], name: str, param: str | None = No
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise _wrong_type(param or name, "a boolean", value)
+        raise wrong_type(param or name, "a boolean", value)
     return value
 
 
@@ -158,11 +158,12 @@ def _optional_positive_int(body: Mapping[str, object], name: str) -> int | None:
         return None
     # bool is an int subclass; a JSON true is still not a token count.
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _wrong_type(name, "an integer >= 1", value)
+        raise wrong_type(name, "an integer >= 1", value)
     return value
 
 
-def _wrong_type(param: str, expected: str, value: object) -> ApiError:
+def wrong_type(param: str, expected: str, value: object) -> ApiError:
+    """The 400 for a field that is missing (JSON ``null`` counts as missing) or not of the expected type."""
     if value is None:
         return invalid_request(
             f"{param} is required and must be {expected}.", param=param, code="missing_required_parameter"

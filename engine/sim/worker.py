@@ -14,7 +14,7 @@ from aiohttp import web
 from engine.sim.config import SimConfig
 from engine.sim.errors import ApiError, model_not_found
 from engine.sim.kv_cache import KvCache
-from engine.sim.latency import inter_token_seconds, prefill_seconds
+from engine.sim.latency import inter_token_seconds, prefill_seconds, speech_seconds
 from engine.sim.metrics import METRICS_CONTENT_TYPE, WorkerMetrics
 from engine.sim.planning import GenerationPlan, plan_generation
 from engine.sim.request_parsing import (
@@ -31,6 +31,7 @@ from engine.sim.response_payloads import (
     text_completion,
 )
 from engine.sim.scheduler import BatchScheduler
+from engine.sim.speech import CONTENT_TYPES, SpeechRequest, encode_audio, parse_speech
 from engine.sim.sse_streams import ChatEventStream, CompletionEventStream, EventStream, usage_of
 from engine.sim.tokens import chat_prompt_tokens, tokenize
 
@@ -121,6 +122,25 @@ class SimWorker:
             for choice_index, plan in enumerate(plans):
                 group.create_task(generate_one(choice_index, plan))
 
+    async def synthesize(self, request: SpeechRequest) -> bytes:
+        """The audio for ``request`` after the simulated synthesis time.
+
+        A speech request holds a batching slot while it runs, so it shows in the running/waiting gauges and
+        competes with generation for ``max_num_seqs``, but no KV blocks: the simulator does not model a speech
+        model's cache. It counts in the end-to-end latency and ``request_success`` (reason ``stop``), not in the
+        token counters or the time to first token: it has no tokens.
+        """
+        arrival = self._clock()
+        allocation = await self.scheduler.admit((), final_length=0)
+        try:
+            await self._sleep(speech_seconds(self.config, request.characters))
+            audio = encode_audio(request)
+            self.metrics.e2e_request_latency.observe(self._clock() - arrival)
+            self.metrics.record_success("stop")
+        finally:
+            self.scheduler.release(allocation)
+        return audio
+
 
 def build_app(worker: SimWorker) -> web.Application:
     """The worker's HTTP API. Serve it with ``handler_cancellation=True`` (as the runner does) so a client that
@@ -129,6 +149,7 @@ def build_app(worker: SimWorker) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app.router.add_post("/v1/chat/completions", api.chat_completions)
     app.router.add_post("/v1/completions", api.completions)
+    app.router.add_post("/v1/audio/speech", api.speech)
     app.router.add_get("/v1/models", api.models)
     app.router.add_get("/health", api.health)
     app.router.add_get("/metrics", api.metrics)
@@ -169,6 +190,15 @@ class _OpenAiApi:
             return await self._stream(request, plans, events)
         choices = await self._finish(plans)
         return _json_response(text_completion(header, choices, usage_of(plans)))
+
+    async def speech(self, request: web.Request) -> web.Response:
+        try:
+            speech = parse_speech(await _read_json_object(request))
+            self._require_served(speech.model)
+        except ApiError as error:
+            return _error_response(error)
+        audio = await self._worker.synthesize(speech)
+        return web.Response(body=audio, content_type=CONTENT_TYPES[speech.response_format])
 
     async def models(self, request: web.Request) -> web.Response:
         worker = self._worker

@@ -52,6 +52,7 @@ def test_bootstrap_wires_the_chain_in_order() -> None:
     assert by_model == {
         "meta-llama/Llama-3.1-8B-Instruct": "pool_llama",
         "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8": "pool_nemotron-vl",
+        "hexgrad/Kokoro-82M": "pool_speech",
     }
     clusters = {c["name"]: c for c in document["static_resources"]["clusters"]}
     assert clusters["pool_llama"]["original_dst_lb_config"]["http_header_name"] == "x-gateway-destination-endpoint"

@@ -14,6 +14,7 @@ from tests.helpers import (
     set_headers,
     stream,
 )
+from tokenlabs.quota.memory import MemoryQuotaStore
 from tokenlabs.telemetry import Telemetry
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
@@ -28,7 +29,7 @@ def telemetry() -> Telemetry:
 
 @pytest.fixture
 def servicer(telemetry: Telemetry) -> ExternalProcessorServicer:
-    return ExternalProcessorServicer(repo_settings(), telemetry, Metering(telemetry))
+    return ExternalProcessorServicer(repo_settings(), telemetry, Metering(telemetry), MemoryQuotaStore())
 
 
 async def run(

@@ -131,7 +131,7 @@ async def test_models_lists_what_the_tier_may_use(stack: RunningStack) -> None:
     async with openai.AsyncOpenAI(base_url=f"{stack.gateway}/v1", api_key=PRO_KEY, max_retries=0) as pro:
         pro_models = [model.id async for model in pro.models.list()]
     assert free_models == [LLAMA]
-    assert pro_models == [LLAMA, VL]
+    assert pro_models == [LLAMA, VL, "hexgrad/Kokoro-82M"]
 
 
 async def test_free_tier_may_not_use_the_vl_model(stack: RunningStack) -> None:

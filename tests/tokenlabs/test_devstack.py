@@ -26,7 +26,7 @@ def test_on_free_ports_moves_every_listener_and_keeps_the_rest() -> None:
         for port in (server.grpc_port, server.metrics_port)
     ]
     ports += [endpoint.port for pool in settings.pools.values() for endpoint in pool.endpoints]
-    assert len(set(ports)) == len(ports) == 11
-    assert not set(ports) & {8080, 9901, 9001, 9002, 9003, 9091, 9092, 9093, 8101, 8102, 8103}
+    assert len(set(ports)) == len(ports) == 12
+    assert not set(ports) & {8080, 9901, 9001, 9002, 9003, 9091, 9092, 9093, 8101, 8102, 8103, 8104}
     assert moved["tiers"] == original["tiers"] and moved["models"] == original["models"]
     assert original["gateway"]["port"] == 8080  # the input is not changed

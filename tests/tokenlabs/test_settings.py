@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from tokenlabs.errors import ConfigError
-from tokenlabs.settings import Endpoint, Settings, apply_env_overrides, load, parse
+from tokenlabs.settings import Endpoint, ModelKind, Settings, apply_env_overrides, load, parse
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {
@@ -100,3 +100,46 @@ def test_unreadable_and_invalid_files_name_the_path(tmp_path: Path) -> None:
 )
 def test_endpoint_parse(text: str, expected: Endpoint) -> None:
     assert Endpoint.parse(text, "k") == expected
+
+
+def test_models_are_chat_by_default_and_speech_models_are_priced_per_character() -> None:
+    settings = parse_with(
+        models={
+            "m": {"pool": "p", "input_usd_per_1m_tokens": 0.1, "output_usd_per_1m_tokens": 0.2},
+            "tts": {"pool": "p", "kind": "speech", "input_usd_per_1m_characters": 15},
+        }
+    )
+    chat, speech = settings.models["m"], settings.models["tts"]
+    assert (chat.kind, chat.input_usd_per_1m_tokens, chat.input_usd_per_1m_characters) == (ModelKind.CHAT, 0.1, 0.0)
+    assert (speech.kind, speech.input_usd_per_1m_characters) == (ModelKind.SPEECH, 15.0)
+    assert (speech.input_usd_per_1m_tokens, speech.output_usd_per_1m_tokens) == (0.0, 0.0)
+    assert parse_with(models={"tts": {"pool": "p", "kind": "speech"}}).models["tts"].input_usd_per_1m_characters == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "message"),
+    [
+        ({"kind": "image"}, "models.m.kind", "one of chat, speech"),
+        ({"kind": "speech", "input_usd_per_1m_tokens": 0.1}, "models.m.input_usd_per_1m_tokens", "chat models only"),
+        ({"kind": "speech", "output_usd_per_1m_tokens": 0}, "models.m.output_usd_per_1m_tokens", "chat models only"),
+        ({"input_usd_per_1m_characters": 15}, "models.m.input_usd_per_1m_characters", "speech models only"),
+        ({"kind": "chat", "input_usd_per_1m_characters": 1}, "models.m.input_usd_per_1m_characters", "is chat"),
+        ({"kind": "speech", "input_usd_per_1m_characters": -1}, "models.m.input_usd_per_1m_characters", ">= 0"),
+        ({"kind": "speech", "input_usd_per_1m_characters": "15"}, "models.m.input_usd_per_1m_characters", "number"),
+    ],
+)
+def test_model_kind_and_its_prices_are_checked(model: dict[str, object], key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_with(models={"m": {"pool": "p", **model}})
+    assert caught.value.key == key
+    assert message in str(caught.value)
+
+
+def test_shipped_config_has_a_speech_model_the_free_tier_may_not_use() -> None:
+    settings = load(REPO / "tokenlabs.yaml", environ={})
+    speech = settings.models["hexgrad/Kokoro-82M"]
+    assert (speech.kind, speech.pool) == (ModelKind.SPEECH, "speech")
+    assert speech.input_usd_per_1m_characters > 0
+    assert [endpoint.address for endpoint in settings.pools["speech"].endpoints] == ["127.0.0.1:8104"]
+    assert not settings.tiers["free"].allows_model(speech.name)
+    assert settings.tiers["pro"].allows_model(speech.name)

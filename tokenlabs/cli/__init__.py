@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tokenlabs.cli import dev, engine, envoy, serve, tenants
+from tokenlabs.cli import dev, engine, envoy, serve, tenants, usage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Envoy plugin servers for multi-tenant LLM inference, and the tools around them.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (dev, envoy, serve, engine, tenants):
+    for module in (dev, envoy, serve, engine, tenants, usage):
         module.register(subparsers)
     return parser
 

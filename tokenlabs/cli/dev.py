@@ -23,7 +23,7 @@ import yaml
 from authz.secrets import TENANT_ANNOTATION, TIER_ANNOTATION, api_key
 from tokenlabs.cli.common import add_config_option, load_settings
 from tokenlabs.devstack import ChildFailed, Stack, StackOptions
-from tokenlabs.settings import Settings
+from tokenlabs.settings import ModelKind, Settings
 
 READY_MARKER = "tokenlabs dev ready"
 
@@ -96,21 +96,45 @@ def banner(settings: Settings) -> str:
         "tokenlabs local stack is up",
         f"  gateway      http://{gateway.host}:{gateway.port}/v1   (OpenAI API; Authorization: Bearer <key>)",
         f"  envoy admin  http://{gateway.host}:{gateway.admin_port}",
-        f"  models       {', '.join(settings.models)}",
+    ]
+    width = max(len(name) for name in settings.models)
+    lines += [
+        f"  {'models' if index == 0 else '':<12} {name:<{width}}  {model.kind}, pool {model.pool}"
+        for index, (name, model) in enumerate(settings.models.items())
     ]
     if settings.tenants.kind == "directory":
         lines.append(f"  demo keys    (from {settings.tenants.directory})")
         lines += [f"    {tenant:<12} {tier:<10} {key}" for tenant, tier, key in demo_keys(settings.tenants.directory)]
-    model = next(iter(settings.models))
     lines += [
         "  try:",
-        f"    curl -s http://{gateway.host}:{gateway.port}/v1/chat/completions -H 'Authorization: Bearer <key>' \\",
-        f'      -H \'content-type: application/json\' -d \'{{"model": "{model}", '
-        '"messages": [{"role": "user", "content": "Hello"}]}\'',
+        *try_commands(settings),
         "Ctrl-C stops everything.",
         f"{READY_MARKER} gateway=http://{gateway.host}:{gateway.port}",
     ]
     return "\n".join(lines)
+
+
+# Per model kind: the API path, the request fields after "model", and where curl puts the answer.
+_TRY_REQUESTS = {
+    ModelKind.CHAT: ("chat/completions", '"messages": [{"role": "user", "content": "Hello"}]', ""),
+    ModelKind.SPEECH: ("audio/speech", '"input": "Hello", "voice": "alloy", "response_format": "wav"', " -o hello.wav"),
+}
+
+
+def try_commands(settings: Settings) -> list[str]:
+    """curl lines for the first configured model of each kind: a chat completion, and speech saved as WAV."""
+    first: dict[ModelKind, str] = {}
+    for name, model in settings.models.items():
+        first.setdefault(model.kind, name)
+    base = f"http://{settings.gateway.host}:{settings.gateway.port}/v1"
+    lines = []
+    for kind, (path, fields, output) in _TRY_REQUESTS.items():
+        if kind in first:
+            lines += [
+                f"    curl -s {base}/{path} -H 'Authorization: Bearer <key>' \\",
+                f"      -H 'content-type: application/json' -d '{{\"model\": \"{first[kind]}\", {fields}}}'{output}",
+            ]
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,14 +7,16 @@ agrees on the windows whatever its own clock says; a hash whose ``i`` is not the
 each hash expires shortly after its window ends. The client here talks to one Redis (a standalone server or a
 Sentinel-managed primary behind one address); the hash tag keeps the layout ready for a cluster client.
 
-Nothing is retried: a command that timed out may have been applied, and applying an acquire twice would count it
-twice. Every failure, including the per-call timeout, is raised as ``QuotaStoreError``.
+Nothing is retried here: a command that timed out may have been applied, and applying an acquire twice would count
+it twice. Every failure, including the per-call timeout, is raised as ``QuotaStoreError``. (The fail-over store
+holds the adjusts that failed and replays them with ``adjust_many``, at least once; see ``failover``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -22,7 +24,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from tokenlabs.quota.store import QuotaStoreError
+from tokenlabs.quota.store import Adjustment, QuotaStoreError
 from tokenlabs.quota.windows import Admission, Limit, WindowState
 
 KEY_PREFIX = "tokenlabs"
@@ -136,14 +138,20 @@ class RedisQuotaStore:
         self._adjust = self._client.register_script(_ADJUST_LUA)
         self._peek = self._client.register_script(_PEEK_LUA)
 
-    async def _run(self, operation: str, script: AsyncScript, keys: list[str], args: list[int]) -> list[int]:
+    @contextlib.asynccontextmanager
+    async def _call(self, operation: str) -> AsyncIterator[None]:
+        """Bound the body by the per-call timeout and raise its failures as ``QuotaStoreError``."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                reply = await script(keys=keys, args=args)
+                yield
         except TimeoutError as exc:
             raise QuotaStoreError(f"redis {operation} timed out after {self._timeout_s:g}s") from exc
         except (RedisError, OSError) as exc:
             raise QuotaStoreError(f"redis {operation} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _run(self, operation: str, script: AsyncScript, keys: list[str], args: list[int]) -> list[int]:
+        async with self._call(operation):
+            reply = await script(keys=keys, args=args)
         if not isinstance(reply, list) or not all(isinstance(value, int) for value in reply):
             raise QuotaStoreError(f"redis {operation} answered nonsense: {reply!r:.80}")
         return reply
@@ -170,6 +178,25 @@ class RedisQuotaStore:
             return
         keys = [counter_key(scope, state.limit.seconds) for state in windows]
         await self._run("adjust", self._adjust, keys, [delta, *(state.index for state in windows)])
+
+    async def adjust_many(self, adjustments: Sequence[Adjustment]) -> None:
+        """Each ``(scope, windows, delta)`` as one ``adjust``, all in one round trip (a pipeline on one connection,
+        within one timeout). Not a transaction: each item is atomic on its own, and after a failure any of them
+        may have been applied."""
+        calls = [
+            (
+                [counter_key(scope, state.limit.seconds) for state in windows],
+                [delta, *(state.index for state in windows)],
+            )
+            for scope, windows, delta in adjustments
+            if windows and delta != 0
+        ]
+        if not calls:
+            return
+        async with self._call("adjust_many"), self._client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                await self._adjust(keys=keys, args=args, client=pipe)
+            await pipe.execute()
 
     async def peek(self, scope: str, limits: Sequence[Limit]) -> tuple[WindowState, ...]:
         if not limits:

@@ -19,6 +19,9 @@ from typing import Protocol
 
 from tokenlabs.quota.windows import Admission, Limit, WindowState
 
+# The arguments of one ``adjust``: scope, windows, delta.
+Adjustment = tuple[str, Sequence[WindowState], int]
+
 
 class QuotaStoreError(Exception):
     """The store could not be reached or answered nonsense; the caller's failure mode decides what happens."""

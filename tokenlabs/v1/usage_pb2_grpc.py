@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class UsageServiceStub:
     """UsageService reports what each tenant has used, its limits, and what remains in each rate window.
-    Served by the extproc server on its gRPC port.
+    Served by the extproc server on its gRPC port. The cumulative totals are those of the replica that answers,
+    since it started; the windows are read from the quota store (shared by every replica when it is Redis).
     """
 
     def __init__(self, channel):
@@ -50,18 +51,21 @@ class UsageServiceStub:
 
 class UsageServiceServicer:
     """UsageService reports what each tenant has used, its limits, and what remains in each rate window.
-    Served by the extproc server on its gRPC port.
+    Served by the extproc server on its gRPC port. The cumulative totals are those of the replica that answers,
+    since it started; the windows are read from the quota store (shared by every replica when it is Redis).
     """
 
     def GetTenantUsage(self, request, context):
-        """GetTenantUsage returns one tenant's usage; NOT_FOUND if the tenant is unknown.
+        """GetTenantUsage returns one tenant's usage. NOT_FOUND: this replica has not served the tenant since it
+        started. INVALID_ARGUMENT: tenant_id is empty. UNAVAILABLE: the quota store could not be read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListTenantUsage(self, request, context):
-        """ListTenantUsage returns the usage of every tenant seen.
+        """ListTenantUsage returns the usage of every tenant this replica has served since it started, sorted by
+        tenant_id. UNAVAILABLE: the quota store could not be read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,7 +94,8 @@ def add_UsageServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class UsageService:
     """UsageService reports what each tenant has used, its limits, and what remains in each rate window.
-    Served by the extproc server on its gRPC port.
+    Served by the extproc server on its gRPC port. The cumulative totals are those of the replica that answers,
+    since it started; the windows are read from the quota store (shared by every replica when it is Redis).
     """
 
     @staticmethod

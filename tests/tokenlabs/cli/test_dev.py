@@ -3,7 +3,8 @@ from pathlib import Path
 
 import yaml
 
-from tokenlabs.cli.dev import demo_keys
+from tests.helpers import repo_settings
+from tokenlabs.cli.dev import banner, demo_keys
 
 
 def test_demo_keys_read_string_data_and_base64_data(tmp_path: Path) -> None:
@@ -19,3 +20,11 @@ def test_demo_keys_read_string_data_and_base64_data(tmp_path: Path) -> None:
     ]
     (tmp_path / "tenants.yaml").write_text(yaml.safe_dump_all(documents))
     assert demo_keys(tmp_path) == [("acme", "pro", "k1"), ("b64", "pro", "k2")]
+
+
+def test_banner_lists_every_model_and_a_try_command_per_kind() -> None:
+    text = banner(repo_settings())
+    assert "hexgrad/Kokoro-82M" in text and "speech, pool speech" in text
+    assert "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8  chat, pool nemotron-vl" in text
+    assert "/v1/chat/completions" in text and '"model": "meta-llama/Llama-3.1-8B-Instruct"' in text
+    assert "/v1/audio/speech" in text and '"model": "hexgrad/Kokoro-82M"' in text and "-o hello.wav" in text

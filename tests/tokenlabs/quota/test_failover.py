@@ -1,88 +1,33 @@
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Sequence
 
 import pytest
 
-from tests.helpers import metric_samples
 from tests.redis_server import RedisServer
+from tests.tokenlabs.quota.fakes import Clock, FlakyStore, errors, metric, until
 from tokenlabs.quota.failover import FailoverQuotaStore, LocalWindowState
 from tokenlabs.quota.memory import MemoryQuotaStore
 from tokenlabs.quota.redis_store import RedisQuotaStore
 from tokenlabs.quota.store import QuotaStoreError
-from tokenlabs.quota.windows import DAY, MINUTE, Admission, Limit, WindowState
+from tokenlabs.quota.windows import DAY, MINUTE, Limit
 from tokenlabs.telemetry import Telemetry
 
 LIMITS = (Limit("minute", MINUTE, 5),)
 BACKOFFS = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FlakyStore(MemoryQuotaStore):
-    """Counts the calls that reach it; fails them while ``failing``; holds them while ``hold`` is unset."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failing = False
-        self.calls = 0
-        self.hold = asyncio.Event()
-        self.hold.set()
-
-    async def _reached(self) -> None:
-        self.calls += 1
-        await self.hold.wait()
-        if self.failing:
-            raise QuotaStoreError("store down") from ConnectionError("connection refused")
-
-    async def acquire(self, scope: str, limits: Sequence[Limit], amount: int = 1) -> Admission:
-        await self._reached()
-        return await super().acquire(scope, limits, amount)
-
-    async def adjust(self, scope: str, windows: Sequence[WindowState], delta: int) -> None:
-        await self._reached()
-        await super().adjust(scope, windows, delta)
-
-    async def peek(self, scope: str, limits: Sequence[Limit]) -> tuple[WindowState, ...]:
-        await self._reached()
-        return await super().peek(scope, limits)
-
-
-@pytest.fixture
-def telemetry() -> Iterator[Telemetry]:
-    telemetry = Telemetry.create("quota-test")
-    yield telemetry
-    telemetry.shutdown()
-
-
-def samples(telemetry: Telemetry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return metric_samples(telemetry.render().decode())
-
-
 def degraded(telemetry: Telemetry) -> float:
-    return samples(telemetry)[("tokenlabs_quota_store_degraded", frozenset())]
-
-
-def errors(telemetry: Telemetry, operation: str = "acquire", error: str = "ConnectionError") -> float:
-    key = ("tokenlabs_quota_store_errors_total", frozenset({("operation", operation), ("error", error)}))
-    return samples(telemetry).get(key, 0.0)
+    return metric(telemetry, "tokenlabs_quota_store_degraded")
 
 
 def fallbacks(telemetry: Telemetry, operation: str = "acquire") -> float:
-    key = ("tokenlabs_quota_store_fallbacks_total", frozenset({("operation", operation)}))
-    return samples(telemetry).get(key, 0.0)
+    return metric(telemetry, "tokenlabs_quota_store_fallbacks_total", operation=operation)
 
 
 def test_only_known_failure_modes(telemetry: Telemetry) -> None:
     with pytest.raises(ValueError, match="failure mode"):
-        FailoverQuotaStore(MemoryQuotaStore(), "maybe", telemetry)
+        FailoverQuotaStore(FlakyStore(), "maybe", telemetry)
 
 
 async def test_closed_circuit_skips_the_primary_for_a_doubling_backoff(telemetry: Telemetry) -> None:
@@ -190,34 +135,42 @@ async def test_a_cancelled_probe_leaves_the_next_call_to_probe(telemetry: Teleme
 async def test_adjust_goes_to_the_store_that_counted(telemetry: Telemetry) -> None:
     primary, fallback, clock = FlakyStore(), MemoryQuotaStore(), Clock()
     store = FailoverQuotaStore(primary, "open", telemetry, fallback=fallback, clock=clock)
-    shared = await store.acquire("tokens:acme", LIMITS, 2)
-    primary.failing = True
-    local = await store.acquire("tokens:acme", LIMITS, 3)
-    assert local.admitted and isinstance(local.windows[0], LocalWindowState)
-    await store.adjust("tokens:acme", local.windows, -1)
-    assert [w.used for w in await fallback.peek("tokens:acme", LIMITS)] == [2]
-    calls = primary.calls
-    await store.adjust("tokens:acme", shared.windows, -2)  # circuit open: dropped, the fallback never held it
-    assert primary.calls == calls and [w.used for w in await fallback.peek("tokens:acme", LIMITS)] == [2]
-    clock.now += BACKOFFS[0]
-    primary.failing = False
-    await store.adjust("tokens:acme", shared.windows, -1)  # the probe
-    await store.adjust("tokens:acme", local.windows, 1)
-    assert [w.used for w in await primary.peek("tokens:acme", LIMITS)] == [1]
-    assert [w.used for w in await fallback.peek("tokens:acme", LIMITS)] == [3]
-    assert fallbacks(telemetry, "adjust") == 2 and fallbacks(telemetry, "acquire") == 1
+    try:
+        shared = await store.acquire("tokens:acme", LIMITS, 4)
+        primary.failing = True
+        local = await store.acquire("tokens:acme", LIMITS, 3)
+        assert local.admitted and isinstance(local.windows[0], LocalWindowState)
+        await store.adjust("tokens:acme", local.windows, -1)
+        assert [w.used for w in await fallback.peek("tokens:acme", LIMITS)] == [2]
+        calls = primary.calls
+        await store.adjust("tokens:acme", shared.windows, -2)  # circuit open: held for the primary, not counted here
+        assert primary.calls == calls and [w.used for w in await fallback.peek("tokens:acme", LIMITS)] == [2]
+        clock.now += BACKOFFS[0]
+        primary.failing = False
+        await store.adjust("tokens:acme", shared.windows, -1)  # the probe, then the held -2 is replayed
+        await store.adjust("tokens:acme", local.windows, 1)
+        await until(lambda: primary.replays != [])
+        assert [w.used for w in await primary.peek("tokens:acme", LIMITS)] == [1]
+        assert [w.used for w in await fallback.peek("tokens:acme", LIMITS)] == [3]
+        assert fallbacks(telemetry, "adjust") == 2 and fallbacks(telemetry, "acquire") == 1
+    finally:
+        await store.close()
 
 
-async def test_closed_mode_raises_for_an_adjust_it_can_not_apply(telemetry: Telemetry) -> None:
+async def test_closed_mode_holds_an_adjust_it_can_not_apply(telemetry: Telemetry) -> None:
     primary = FlakyStore()
     store = FailoverQuotaStore(primary, "closed", telemetry, fallback=MemoryQuotaStore())
-    admission = await store.acquire("tokens:acme", LIMITS, 2)
-    primary.failing = True
-    with pytest.raises(QuotaStoreError):
-        await store.adjust("tokens:acme", admission.windows, 1)
-    with pytest.raises(QuotaStoreError):
-        await store.peek("tokens:acme", LIMITS)
-    assert fallbacks(telemetry, "peek") == 0
+    try:
+        admission = await store.acquire("tokens:acme", LIMITS, 2)
+        primary.failing = True
+        await store.adjust("tokens:acme", admission.windows, 1)  # not raised: held to be written later
+        assert errors(telemetry, "adjust") == 1
+        assert metric(telemetry, "tokenlabs_quota_store_pending_adjustments") == 1
+        with pytest.raises(QuotaStoreError):
+            await store.peek("tokens:acme", LIMITS)
+        assert fallbacks(telemetry, "peek") == 0
+    finally:
+        await store.close()
 
 
 async def test_closed_mode_against_a_killed_and_restarted_redis(

@@ -128,6 +128,27 @@ async def test_adjust_applies_only_to_the_window_that_was_acquired_in(store: Red
     assert await used(store, "tokens:never") == [0, 0]
 
 
+async def test_adjust_many_applies_each_item_as_one_adjust(store: RedisQuotaStore, inspect: Redis) -> None:
+    acme = await store.acquire("tokens:acme", LIMITS, 3)
+    globex = await store.acquire("tokens:globex", LIMITS, 2)
+    hour, day = globex.windows
+    past_hour = WindowState(hour.limit, hour.index - 1, hour.used, hour.reset_s)
+    await inspect.script_flush()  # the pipeline loads the script it needs
+    await store.adjust_many(
+        [
+            ("tokens:acme", acme.windows, -1),
+            ("tokens:globex", (past_hour, day), 2),
+            ("tokens:initech", acme.windows, 5),  # nothing was counted there: nothing to settle
+            ("tokens:acme", (), 7),
+            ("tokens:acme", acme.windows, 0),
+        ]
+    )
+    assert await used(store, "tokens:acme") == [2, 2]
+    assert await used(store, "tokens:globex") == [2, 4]
+    assert await used(store, "tokens:initech") == [0, 0]
+    await store.adjust_many([])
+
+
 async def test_adjust_never_goes_below_zero_and_may_exceed_the_limit(store: RedisQuotaStore) -> None:
     admission = await store.acquire("tokens:acme", LIMITS, 1)
     await store.adjust("tokens:acme", admission.windows, -10)
@@ -174,9 +195,13 @@ async def test_concurrent_acquires_from_two_replicas_admit_exactly_the_limit(red
 async def test_a_dead_redis_is_an_error_at_once(redis_server: RedisServer) -> None:
     store = RedisQuotaStore(redis_server.url, TIMEOUT_S)
     try:
-        await store.acquire("requests:acme", LIMITS)
+        admission = await store.acquire("requests:acme", LIMITS)
         redis_server.kill()
-        for call in (store.acquire("requests:acme", LIMITS), store.peek("requests:acme", LIMITS)):
+        for call in (
+            store.acquire("requests:acme", LIMITS),
+            store.peek("requests:acme", LIMITS),
+            store.adjust_many([("requests:acme", admission.windows, 1)]),
+        ):
             started = time.monotonic()
             with pytest.raises(QuotaStoreError, match="ConnectionError"):
                 await call
