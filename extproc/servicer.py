@@ -213,8 +213,9 @@ class ExternalProcessorServicer(extproc_grpc.ExternalProcessorServicer):  # type
     def _on_response_body(self, body: extproc_pb2.HttpBody, exchange: Exchange) -> extproc_pb2.ProcessingResponse:
         reader = exchange.reader
         if isinstance(reader, SseUsageReader):
-            forwarded = reader.feed(body.body, body.end_of_stream)
-            return envoy_messages.continue_response_body(None if forwarded is body.body else forwarded)
+            chunk = body.body  # read once: every read of a bytes field makes a new object
+            forwarded = reader.feed(chunk, body.end_of_stream)
+            return envoy_messages.continue_response_body(None if forwarded is chunk else forwarded)
         if reader is not None:
             reader.feed(body.body)
         return envoy_messages.continue_response_body()

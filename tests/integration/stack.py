@@ -9,14 +9,18 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+import httpx
 import yaml
 
 from tokenlabs.devstack import on_free_ports
+from tokenlabs.v1 import usage_pb2, usage_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 READY_MARKER = "tokenlabs dev ready"
@@ -28,7 +32,12 @@ def stack_config(workdir: Path, sim: dict[str, Any] | None = None) -> Path:
     request limits are lifted: the suite sends more than 100 requests a minute with the pro demo key (tests of
     limits create tenants of their own)."""
     document = on_free_ports(yaml.safe_load((REPO / "tokenlabs.yaml").read_text()))
-    document["tiers"]["pro"].update(requests_per_minute=1_000_000, requests_per_day=100_000_000)
+    document["tiers"]["pro"].update(
+        requests_per_minute=1_000_000,
+        requests_per_day=100_000_000,
+        tokens_per_minute=1_000_000_000,
+        tokens_per_day=100_000_000_000,
+    )
     tenants = workdir / "tenants"
     shutil.copytree(REPO / "manifests/examples/tenants", tenants)
     document["tenants"] = {"source": "directory", "directory": str(tenants)}
@@ -129,3 +138,47 @@ def start_stack(
             stack.stop()
             raise RuntimeError(f"tokenlabs dev did not become ready:\n{stack.log()}")
     return stack
+
+
+def tenants_loaded(stack: RunningStack) -> float:
+    for line in httpx.get(stack.metrics_url("authz")).text.splitlines():
+        if line.startswith("tokenlabs_authz_tenants_loaded"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("tokenlabs_authz_tenants_loaded is not exported")
+
+
+def add_tenant(stack: RunningStack, tier: str) -> tuple[str, str]:
+    """A fresh tenant (fresh counters) applied as a Secret file; returns (tenant id, key) once the key is live."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    key = f"tlabs_sk_{uuid.uuid4().hex}"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"tenant-{name}",
+            "namespace": "kuadrant-system",
+            "labels": {"authorino.kuadrant.io/managed-by": "authorino"},
+            "annotations": {"kuadrant.io/groups": tier, "secret.kuadrant.io/user-id": name},
+        },
+        "stringData": {"api_key": key},
+    }
+    before = tenants_loaded(stack)
+    (Path(stack.config["tenants"]["directory"]) / f"tenant-{name}.yaml").write_text(yaml.safe_dump(secret))
+    deadline = time.monotonic() + 1.0  # the directory source promises a change within 1 s
+    while tenants_loaded(stack) <= before:
+        assert time.monotonic() < deadline, "the new tenant was not live within 1 s"
+        time.sleep(0.05)
+    return name, key
+
+
+def tenant_usage(stack: RunningStack, tenant: str) -> usage_pb2.TenantUsage:
+    """The tenant's usage from extproc's ``tokenlabs.v1.UsageService``."""
+    with grpc.insecure_channel(f"127.0.0.1:{stack.config['extproc']['grpc_port']}") as channel:
+        stub = usage_pb2_grpc.UsageServiceStub(channel)  # type: ignore[no-untyped-call]
+        reply = stub.GetTenantUsage(usage_pb2.GetTenantUsageRequest(tenant_id=tenant), timeout=5)
+    usage: usage_pb2.TenantUsage = reply.usage
+    return usage
+
+
+def minute_tokens(usage: usage_pb2.TenantUsage) -> int:
+    return next(int(window.tokens) for window in usage.windows if window.window == usage_pb2.WINDOW_MINUTE)
