@@ -11,6 +11,7 @@ import httpx
 import openai
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.integration.stack import (
     RunningStack,
@@ -23,7 +24,7 @@ from tests.integration.stack import (
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 SPEECH = "hexgrad/Kokoro-82M"
-HELLO = [{"role": "user", "content": "Say hello to the gateway."}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello to the gateway."}]
 
 
 def settled(stack: RunningStack, tenant: str, expected: int, within_s: float = 2.0) -> int:
@@ -75,7 +76,7 @@ def test_a_stream_is_charged_its_usage_even_when_the_client_did_not_ask(stack: R
 
 def test_tokens_per_minute_exhaustion_is_429_with_retry_after(stack: RunningStack) -> None:
     tenant, key = add_tenant(stack, "free")  # 5,000 tokens per minute
-    long_prompt = [{"role": "user", "content": "word " * 3000}]
+    long_prompt: list[ChatCompletionMessageParam] = [{"role": "user", "content": "word " * 3000}]
     with client(stack, key) as api:
         first = api.chat.completions.create(model=LLAMA, messages=long_prompt, max_tokens=10)
         assert first.usage is not None
