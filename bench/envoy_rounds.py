@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import aiohttp
 
@@ -23,6 +24,7 @@ WARMUP_S = 1.0
 # Lets the previous run's last requests drain before the next target starts.
 SETTLE_S = 0.5
 BODY = chat_body()
+T = TypeVar("T")
 
 
 async def preflight(target: Target, api_key: str) -> None:
@@ -66,17 +68,21 @@ async def run_round(
 ) -> list[Measurement]:
     """Round ``index`` (0-based): c16 then c1, each over every target, the order rotated by one each round so that
     no target always runs first (or right after the costliest one)."""
-    shift = index % len(targets)
-    order = [*targets[shift:], *targets[:shift]]
     measurements = []
     for connections in CONNECTIONS:
-        for target in order:
+        for target in rotated(targets, index):
             await asyncio.sleep(SETTLE_S)
             result, shares = await measure(target, connections, duration_s, plugins, api_key)
             measurement = Measurement(index + 1, target.name, connections, result, shares)
             measurements.append(measurement)
             print(progress(measurement, rounds), flush=True)
     return measurements
+
+
+def rotated(items: Sequence[T], index: int) -> list[T]:
+    """``items`` rotated left by ``index``: round ``index``'s order, so that no item always runs first."""
+    shift = index % len(items)
+    return [*items[shift:], *items[:shift]]
 
 
 def progress(m: Measurement, rounds: int) -> str:

@@ -13,18 +13,21 @@ from bench import wrk
 from tokenlabs.envoy_config import find_envoy
 
 
-def machine_facts() -> dict[str, Any]:
-    """Date, cores, CPU model, kernel, load average at start and the versions of Envoy, wrk and Python."""
-    return {
+def machine_facts(uses_wrk: bool = True) -> dict[str, Any]:
+    """Date, cores, CPU model, kernel, load average at start and the versions of Envoy, wrk (for a benchmark that
+    ``uses_wrk``) and Python."""
+    facts = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
         "cpu_model": cpu_model(),
         "kernel": platform.release(),
         "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "envoy_version": envoy_version(),
-        "wrk_version": wrk.version(),
-        "python": platform.python_version(),
     }
+    if uses_wrk:
+        facts["wrk_version"] = wrk.version()
+    facts["python"] = platform.python_version()
+    return facts
 
 
 def cpu_model() -> str:

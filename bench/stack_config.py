@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +37,25 @@ def chat_body() -> str:
     return json.dumps({"model": MODEL, "messages": [message], "max_tokens": OUTPUT_TOKENS, "stream": False})
 
 
-def write_config(workdir: Path, tenants: Path = DEMO_TENANTS) -> Path:
-    """Write ``tokenlabs.yaml`` for the bench into ``workdir`` (tenants from the directory ``tenants``) and return
-    its path."""
+def bench_document(tenants: Path = DEMO_TENANTS, sim: Mapping[str, Any] = ZERO_LATENCY_SIM) -> dict[str, Any]:
+    """The shipped config on free ports, tenants from the directory ``tenants``, every quota out of reach, plugin
+    servers that drain in 1 s and simulated workers configured by ``sim``."""
     document = on_free_ports(yaml.safe_load((REPO / "tokenlabs.yaml").read_text(encoding="utf-8")))
     document["tenants"] = {"source": "directory", "directory": str(tenants)}
     for tier in document["tiers"].values():
         tier.update(dict.fromkeys(QUOTA_KEYS, UNLIMITED))
     for server in ("authz", "extproc", "epp"):
         document[server]["drain_seconds"] = 1
-    document["engine"] = {"sim": ZERO_LATENCY_SIM}
-    path = workdir / "tokenlabs.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    document["engine"] = {"sim": dict(sim)}
+    return document
+
+
+def write_document(path: Path, document: Mapping[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(dict(document), sort_keys=False), encoding="utf-8")
     return path
+
+
+def write_config(workdir: Path, tenants: Path = DEMO_TENANTS) -> Path:
+    """Write ``tokenlabs.yaml`` for the bench into ``workdir`` (tenants from the directory ``tenants``) and return
+    its path."""
+    return write_document(workdir / "tokenlabs.yaml", bench_document(tenants))

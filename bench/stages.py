@@ -70,7 +70,7 @@ def static_cluster(name: str, endpoints: tuple[Endpoint, ...]) -> dict[str, Any]
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [_lb_endpoint(e) for e in endpoints]}],
+            "endpoints": [{"lb_endpoints": [lb_endpoint(e) for e in endpoints]}],
         },
     }
 
@@ -83,7 +83,7 @@ def _as_static(pool: Mapping[str, Any], endpoints: tuple[Endpoint, ...]) -> dict
     return static
 
 
-def _lb_endpoint(endpoint: Endpoint) -> dict[str, Any]:
+def lb_endpoint(endpoint: Endpoint) -> dict[str, Any]:
     return {"endpoint": {"address": {"socket_address": {"address": endpoint.host, "port_value": endpoint.port}}}}
 
 
