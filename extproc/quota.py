@@ -3,10 +3,14 @@
 Admission reserves an estimate: the prompt (from the request body) plus the completion the client allows
 (``max_completion_tokens`` / ``max_tokens``, else ``limits.reserve_default_completion_tokens``), the total bounded by
 ``limits.reserve_max_tokens``. A request whose reservation does not fit a window is refused (429) before it reaches
-a worker, so tenants cannot overshoot a limit by running many requests at once (charging only after the fact, as
-Kuadrant does, overshoots without bound). When the response ends the real ``usage`` replaces the reservation; when
-no usage arrives (upstream error, client gone mid-stream) what is known is charged instead: the prompt estimate
-plus one token per streamed chunk of text — never zero and never the whole reservation.
+a worker, so running many requests at once cannot overshoot a limit by more than the estimates' error (charging
+only after the fact, as Kuadrant does, overshoots without bound). The completion part is a bound whenever the
+client sets ``max_tokens``; the prompt part is a bound when ``limits.reserve_bytes_per_token`` is 1 (the default 4
+is a typical-case estimate): only then is a window never exceeded at all.
+
+When the response ends the real ``usage`` replaces the reservation; when no usage arrives (upstream error, client
+gone mid-stream) what is known is charged instead: the prompt estimate plus one token per streamed chunk of text —
+never zero and never the whole reservation.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from tokenlabs.settings import LimitSettings, TierSettings
 
 # Chat templates wrap every message in a few tokens of their own.
 MESSAGE_OVERHEAD_TOKENS = 4
-BYTES_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
@@ -61,33 +64,37 @@ class Tokens:
         return cls(prompt, completion, prompt + completion)
 
 
-def _text_tokens(text: str) -> int:
-    return math.ceil(len(text.encode("utf-8", "surrogatepass")) / BYTES_PER_TOKEN)
+def _text_tokens(text: str, bytes_per_token: int) -> int:
+    return math.ceil(len(text.encode("utf-8", "surrogatepass")) / bytes_per_token)
 
 
-def _content_tokens(value: Any, image_tokens: int) -> int:
+def _content_tokens(value: Any, image_tokens: int, bytes_per_token: int) -> int:
     """Tokens a JSON value of a prompt may cost: text by its size, an image part at a flat rate (its base64 size
     says nothing about its tokens), anything else (tool calls, names) by its text."""
     if isinstance(value, str):
-        return _text_tokens(value)
+        return _text_tokens(value, bytes_per_token)
     if isinstance(value, list):
-        return sum(_content_tokens(item, image_tokens) for item in value)
+        return sum(_content_tokens(item, image_tokens, bytes_per_token) for item in value)
     if isinstance(value, dict):
         if value.get("type") in ("image_url", "input_image", "image"):
             return image_tokens
-        return sum(_content_tokens(item, image_tokens) for item in value.values())
+        return sum(_content_tokens(item, image_tokens, bytes_per_token) for item in value.values())
     return 1 if value is not None else 0
 
 
-def prompt_estimate(document: Mapping[str, Any], image_tokens: int) -> int:
-    """Prompt tokens of a chat (``messages``) or completions (``prompt``) request, from its text."""
+def prompt_estimate(document: Mapping[str, Any], image_tokens: int, bytes_per_token: int = 4) -> int:
+    """Prompt tokens of a chat (``messages``) or completions (``prompt``) request, from its text: UTF-8 bytes over
+    ``bytes_per_token``. 4 is typical of BPE tokenizers on English, not a bound; 1 is a bound for byte-level
+    tokenizers (no token covers less than a byte), at the price of reserving about four times the prompt."""
     messages = document.get("messages")
     if isinstance(messages, list):
-        return sum(MESSAGE_OVERHEAD_TOKENS + _content_tokens(message, image_tokens) for message in messages)
+        return sum(
+            MESSAGE_OVERHEAD_TOKENS + _content_tokens(message, image_tokens, bytes_per_token) for message in messages
+        )
     prompt = document.get("prompt")
     if isinstance(prompt, list) and all(isinstance(item, int) for item in prompt):
         return len(prompt)  # already token ids
-    return _content_tokens(prompt, image_tokens)
+    return _content_tokens(prompt, image_tokens, bytes_per_token)
 
 
 def completion_allowance(document: Mapping[str, Any], default: int) -> int:
@@ -101,7 +108,8 @@ def completion_allowance(document: Mapping[str, Any], default: int) -> int:
 def reservation(document: Mapping[str, Any], limits: LimitSettings) -> Tokens:
     """What a request reserves; prompt and completion bounded so that their sum stays within the cap."""
     cap = limits.reserve_max_tokens
-    prompt = min(max(prompt_estimate(document, limits.reserve_image_tokens), 1), cap)
+    estimate = prompt_estimate(document, limits.reserve_image_tokens, limits.reserve_bytes_per_token)
+    prompt = min(max(estimate, 1), cap)
     completion = min(completion_allowance(document, limits.reserve_default_completion_tokens), cap - prompt)
     return Tokens.of(prompt, completion)
 

@@ -151,6 +151,7 @@ class LimitSettings:
     reserve_default_completion_tokens: int = 1024
     reserve_max_tokens: int = 32768
     reserve_image_tokens: int = 1024
+    reserve_bytes_per_token: int = 4
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,7 @@ def _parse_quota_store(root: Section) -> QuotaStoreSettings:
     return QuotaStoreSettings(
         url=url,
         failure_mode=root.string("quota_store_failure_mode", "open", choices=("open", "closed")),
-        timeout_s=root.integer("quota_store_timeout_ms", 250, minimum=1, maximum=60_000) / 1000,
+        timeout_s=root.integer("quota_store_timeout_ms", 500, minimum=1, maximum=60_000) / 1000,
     )
 
 
@@ -346,6 +347,7 @@ def _parse_limits(section: Section) -> LimitSettings:
         reserve_default_completion_tokens=section.integer("reserve_default_completion_tokens", 1024, minimum=1),
         reserve_max_tokens=section.integer("reserve_max_tokens", 32768, minimum=1),
         reserve_image_tokens=section.integer("reserve_image_tokens", 1024, minimum=0),
+        reserve_bytes_per_token=section.integer("reserve_bytes_per_token", 4, minimum=1, maximum=16),
     )
     section.reject_unknown()
     return settings
