@@ -87,3 +87,9 @@ async def test_a_refusal_holds_nothing_and_says_when_to_retry() -> None:
 async def test_a_reservation_larger_than_the_window_is_refused(amount: int) -> None:
     refused = await Reservations(MemoryQuotaStore()).reserve("acme", SPLIT, Tokens.of(0, amount))
     assert isinstance(refused, Refusal)
+
+
+def test_one_byte_per_token_makes_the_prompt_estimate_a_bound() -> None:
+    strict = LimitSettings(max_request_body_bytes=1 << 20, reserve_bytes_per_token=1)
+    assert prompt_estimate(chat("abcdefgh"), 50, bytes_per_token=1) == 4 + 4 + 8
+    assert reservation(chat("abcdefgh", max_tokens=5), strict) == Tokens.of(16, 5)
