@@ -57,14 +57,7 @@ class InferenceRequest:
 
 
 def parse_body(body: bytes) -> InferenceRequest:
-    if not body:
-        raise InvalidRequest("The request body is empty; send a JSON object.")
-    try:
-        document: Any = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON ({exc.msg}).") from None
-    if not isinstance(document, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
+    document = _json_object(body)
     model = document.get("model")
     if model is None:
         raise InvalidRequest("you must provide a model parameter", param="model")
