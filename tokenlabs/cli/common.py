@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from tokenlabs.errors import ConfigError
 from tokenlabs.settings import Settings, load
@@ -25,3 +26,11 @@ def load_settings(args: argparse.Namespace) -> Settings:
     except ConfigError as error:
         print(f"tokenlabs: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def aligned(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as text columns, two spaces apart, each as wide as its widest cell."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

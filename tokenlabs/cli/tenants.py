@@ -39,7 +39,7 @@ from authz.admin.directory import DirectoryStore
 from authz.admin.kubernetes import KubernetesStore
 from authz.admin.manifest import check_tenant_id, manifest_of, new_key, secret_name, tenant_secret
 from authz.kube import core_api
-from tokenlabs.cli.common import add_config_option, load_settings
+from tokenlabs.cli.common import add_config_option, aligned, load_settings
 from tokenlabs.errors import ConfigError
 from tokenlabs.settings import Settings, TenantSourceSettings
 
@@ -256,10 +256,7 @@ def _table(found: Sequence[TenantRecord]) -> str:
                 record.reason,
             )
         )
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    return aligned(rows)
 
 
 def _created(record: TenantRecord) -> str | None:

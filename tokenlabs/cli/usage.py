@@ -28,7 +28,7 @@ import grpc
 from google.protobuf import json_format
 
 from extproc.usage_service import SERVICE_NAME
-from tokenlabs.cli.common import add_config_option, load_settings
+from tokenlabs.cli.common import add_config_option, aligned, load_settings
 from tokenlabs.errors import ConfigError
 from tokenlabs.quota.headers import format_reset
 from tokenlabs.settings import Endpoint
@@ -148,10 +148,7 @@ def table(usages: Sequence[usage_pb2.TenantUsage], now: float) -> str:
                 *_window_cells(windows.get(usage_pb2.WINDOW_DAY), now),
             )
         )
-    widths = [max(len(row[column]) for row in rows) for column in range(len(HEADER))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    return aligned(rows)
 
 
 def _window_cells(window: usage_pb2.WindowUsage | None, now: float) -> tuple[str, str, str]:
