@@ -21,7 +21,6 @@ Needs wrk (apt-get install -y wrk). Exit status 1 when any call or request was n
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import signal
@@ -43,6 +42,7 @@ from bench.authz_report import format_summary, targets
 from bench.authz_tenants import bench_key, retained_bytes_per_tenant, write_tenants
 from bench.envoy_rounds import BODY, run_round, warm_up
 from bench.machine import machine_facts
+from bench.options import benchmark_parser, rounds_and_duration
 from bench.report import Measurement
 from bench.stack_config import DEMO_TENANTS, REPO, UNLIMITED, write_config
 from bench.stages import CHAT_PATH, grpc_calls_per_request
@@ -64,19 +64,19 @@ class Plan:
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.authz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = benchmark_parser(
+        "python -m bench.authz",
+        __doc__,
+        DEFAULT_JSON,
+        rounds_help="rounds over all settings and targets",
+        duration_help="seconds per run",
+        quick_help="1 round of 1 s runs",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all settings and targets (default: 3)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default: 10)")
     parser.add_argument("--tenants", type=int, default=100_000, help="tenants loaded (default: 100000)")
-    parser.add_argument("--quick", action="store_true", help="1 round of 1 s runs: a check, not a measurement")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default: {DEFAULT_JSON})")
-    parser.add_argument("--envoy-concurrency", type=int, default=2, help="worker threads of each Envoy (default: 2)")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.duration < 1 or not 1 <= args.tenants < 10**8:
-        parser.error("--rounds must be >= 1, --duration >= 1 and --tenants between 1 and 99,999,999")
-    rounds, duration = (1, 1.0) if args.quick else (args.rounds, args.duration)
+    if not 1 <= args.tenants < 10**8:
+        parser.error("--tenants must be between 1 and 99,999,999")
+    rounds, duration = rounds_and_duration(parser, args, quick=(1, 1.0), min_duration_s=1)
     return Plan(args.tenants, rounds, duration, args.envoy_concurrency, args.json)
 
 

@@ -13,7 +13,6 @@ Needs wrk (apt-get install -y wrk). Exit status 1 when any response was not a 20
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import signal
@@ -27,6 +26,7 @@ from typing import Any
 from bench import wrk
 from bench.envoy_rounds import BODY, run_round, warm_up
 from bench.machine import machine_facts
+from bench.options import benchmark_parser, rounds_and_duration
 from bench.report import Measurement, format_summary, summarise
 from bench.stack_config import MODEL, OUTPUT_TOKENS, PRO_KEY, REPO, ZERO_LATENCY_SIM, write_config
 from bench.stages import CHAT_PATH, STAGES, Target, grpc_calls_per_request, make_targets
@@ -48,14 +48,14 @@ class Plan:
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = benchmark_parser(
+        "python -m bench.gateway",
+        __doc__,
+        DEFAULT_JSON,
+        rounds_help="round-robin passes over all targets",
+        duration_help="seconds per wrk run",
+        quick_help="1 round of 3 s runs",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="round-robin passes over all targets (default: 3)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default: 10)")
-    parser.add_argument("--quick", action="store_true", help="1 round of 3 s runs: a check, not a measurement")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default: {DEFAULT_JSON})")
-    parser.add_argument("--envoy-concurrency", type=int, default=2, help="worker threads of every Envoy (default: 2)")
     parser.add_argument(
         "--stages",
         default=",".join(STAGES),
@@ -66,9 +66,9 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     unknown = sorted(set(stages) - set(STAGES))
     if unknown or not stages:
         parser.error(f"--stages: unknown {unknown}; choose from {', '.join(STAGES)}")
-    if args.rounds < 1 or args.duration < 2:
-        parser.error("--rounds must be >= 1 and --duration >= 2 (the CPU window skips the ramp at both ends)")
-    rounds, duration = (1, 3.0) if args.quick else (args.rounds, args.duration)
+    rounds, duration = rounds_and_duration(
+        parser, args, quick=(1, 3.0), min_duration_s=2, why=" (the CPU window skips the ramp at both ends)"
+    )
     return Plan(stages, rounds, duration, args.envoy_concurrency, args.json)
 
 

@@ -22,7 +22,6 @@ exactness run fails.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import signal
@@ -37,6 +36,7 @@ from typing import Any
 from bench import cpu
 from bench.envoy_rounds import SETTLE_S, WARMUP_S, rotated
 from bench.machine import machine_facts
+from bench.options import benchmark_parser, rounds_and_duration
 from bench.quota_exact import EXACT_REQUESTS, exactness_run
 from bench.quota_report import StreamRun, format_summary, overhead, stream_run
 from bench.quota_stack import ITL_MS, STREAM_TOKENS, TOKENS_PER_MINUTE, TTFT_MS, QuotaStack, build
@@ -70,18 +70,16 @@ class Plan:
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.quota", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = benchmark_parser(
+        "python -m bench.quota",
+        __doc__,
+        DEFAULT_JSON,
+        rounds_help="round-robin passes over both targets",
+        duration_help="seconds per streaming run",
+        quick_help="1 round of 2 s runs",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="round-robin passes over both targets (default: 3)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per streaming run (default: 10)")
-    parser.add_argument("--quick", action="store_true", help="1 round of 2 s runs: a check, not a measurement")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file (default: {DEFAULT_JSON})")
-    parser.add_argument("--envoy-concurrency", type=int, default=2, help="worker threads of every Envoy (default: 2)")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.duration < 1:
-        parser.error("--rounds must be >= 1 and --duration >= 1")
-    rounds, duration = (1, 2.0) if args.quick else (args.rounds, args.duration)
+    rounds, duration = rounds_and_duration(parser, args, quick=(1, 2.0), min_duration_s=1)
     return Plan(rounds, duration, args.envoy_concurrency, args.json)
 
 
