@@ -58,11 +58,7 @@ class InferenceRequest:
 
 def parse_body(body: bytes) -> InferenceRequest:
     document = _json_object(body)
-    model = document.get("model")
-    if model is None:
-        raise InvalidRequest("you must provide a model parameter", param="model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("'model' must be a non-empty string.", param="model")
+    model = _model_of(document)
     stream = document.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean.", param="stream")
@@ -91,17 +87,22 @@ def parse_speech_body(raw: bytes) -> SpeechRequest:
     for the fields of chat bodies.
     """
     document = _json_object(raw)
-    model = document.get("model")
-    if model is None:
-        raise InvalidRequest("you must provide a model parameter", param="model")
-    if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("'model' must be a non-empty string.", param="model")
+    model = _model_of(document)
     text = document.get("input")
     if text is None:
         raise InvalidRequest("you must provide an input parameter", param="input")
     if not isinstance(text, str):
         raise InvalidRequest("'input' must be a string.", param="input")
     return SpeechRequest(model=model, characters=len(text))
+
+
+def _model_of(document: dict[str, Any]) -> str:
+    model = document.get("model")
+    if model is None:
+        raise InvalidRequest("you must provide a model parameter", param="model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("'model' must be a non-empty string.", param="model")
+    return model
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
