@@ -6,6 +6,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bench.machine import machine_line
 from bench.report import BUSY_MACHINE_PERCENT, table
 
 # The targets: checks/s of one process and p99 direct over gRPC; authz-only req/s as a share of plain Envoy's.
@@ -52,8 +53,7 @@ def _conditions(c: Mapping[str, Any]) -> str:
     return (
         f"authz benchmark {c['date']}: {c['tenants']:,} tenants ({', '.join(c['tiers'])}), {c['rounds']} round(s) x "
         f"{c['duration_s']:g} s per run, medians over rounds\n"
-        f"machine: {c['nproc']} x {c['cpu_model']}, load avg at start {c['loadavg_at_start']}; "
-        f"Envoy {c['envoy_version']} --concurrency {c['envoy']['envoy_concurrency']}; {c['wrk_version']}; "
+        f"{machine_line(c, c['envoy']['envoy_concurrency'])}; {c['wrk_version']}; "
         f"Python {c['python']}\n"
         f"quota store: {c['quota_store']}"
     )

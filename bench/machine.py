@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,11 @@ def envoy_version() -> str:
     text = subprocess.run([find_envoy(), "--version"], capture_output=True, text=True, check=True).stdout
     parts = text.split("version:", 1)[-1].strip().split("/")
     return parts[1] if len(parts) > 1 else text.strip()
+
+
+def machine_line(facts: Mapping[str, Any], envoy_concurrency: int) -> str:
+    """The summary's machine line as far as every benchmark shares it (from ``machine_facts``)."""
+    return (
+        f"machine: {facts['nproc']} x {facts['cpu_model']}, load avg at start {facts['loadavg_at_start']}; "
+        f"Envoy {facts['envoy_version']} --concurrency {envoy_concurrency}"
+    )

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.machine import machine_line
 from bench.quota_stream import StreamRecord, stream_problems
 from bench.report import BUSY_MACHINE_PERCENT, table
 
@@ -165,8 +166,7 @@ def format_summary(document: Mapping[str, Any]) -> str:
     c = document["conditions"]
     head = (
         f"quota benchmark {c['date']}: {c['rounds']} round(s) x {c['duration_s']:g} s per run, medians over rounds\n"
-        f"machine: {c['nproc']} x {c['cpu_model']}, load avg at start {c['loadavg_at_start']}; "
-        f"Envoy {c['envoy_version']} --concurrency {c['envoy_concurrency']}; Python {c['python']}; "
+        f"{machine_line(c, c['envoy_concurrency'])}; Python {c['python']}; "
         f"{c['redis_version']}\n"
         f"streams: {c['stream_tokens']} tokens, TTFT {c['worker_ttft_ms']} ms and {c['worker_itl_ms']} ms between "
         f"tokens at the worker; plain Envoy -> worker vs the full gateway (2 extproc replicas, Redis counters)"

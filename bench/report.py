@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.machine import machine_line
 from bench.stages import ENVOY_CALL_COUNTERS
 from bench.wrk import WrkResult
 
@@ -172,8 +173,7 @@ def format_summary(summary: Mapping[str, Mapping[str, Any]], conditions: Mapping
 def _conditions_line(c: Mapping[str, Any]) -> str:
     return (
         f"gateway benchmark {c['date']}: {c['rounds']} round(s) x {c['duration_s']:g} s per run, medians over rounds\n"
-        f"machine: {c['nproc']} x {c['cpu_model']}, load avg at start {c['loadavg_at_start']}; "
-        f"Envoy {c['envoy_version']} --concurrency {c['envoy_concurrency']}; {c['wrk_version']}; "
+        f"{machine_line(c, c['envoy_concurrency'])}; {c['wrk_version']}; "
         f"Python {c['python']}\n"
         f"request: POST {c['path']}, {c['body_bytes']} B body, max_tokens {c['output_tokens']}, non-streaming; "
         f"workers with zero latency; c16 = 16 connections/2 threads, c1 = 1 connection/1 thread"
