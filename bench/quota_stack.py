@@ -35,7 +35,9 @@ from bench.stack_config import bench_document, write_document
 from bench.stages import Target, lb_endpoint, make_targets
 from tokenlabs.devstack import Child, Stack, StackOptions, envoy_child, free_ports, grpc_serving
 from tokenlabs.envoy_config import render_bootstrap
-from tokenlabs.settings import Endpoint, ServerSettings, Settings, load
+from tokenlabs.picker_settings import Endpoint
+from tokenlabs.server_settings import ServerSettings
+from tokenlabs.settings import Settings, load
 
 TTFT_MS = 20
 ITL_MS = 10

@@ -17,7 +17,8 @@ import yaml
 
 from bench.stack_config import MODEL
 from tokenlabs.devstack import Child, envoy_child, free_ports
-from tokenlabs.settings import Endpoint, Settings
+from tokenlabs.picker_settings import Endpoint
+from tokenlabs.settings import Settings
 
 AUTHZ = "envoy.filters.http.ext_authz"
 EXTPROC = "tokenlabs.extproc"

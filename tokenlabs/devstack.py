@@ -28,7 +28,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokenlabs.envoy_config import find_envoy, render_bootstrap
-from tokenlabs.settings import ServerSettings, Settings
+from tokenlabs.server_settings import ServerSettings
+from tokenlabs.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,13 @@ def on_free_ports(document: Mapping[str, Any]) -> dict[str, Any]:
     loopback ports, so that a second stack (a test's, a benchmark's) can run beside ``make run``."""
     moved = copy.deepcopy(dict(document))
     pools = moved.get("pools", {}).values()
-    ports = iter(free_ports(2 + 2 * 3 + sum(len(pool["endpoints"]) for pool in pools)))
+    ports = iter(free_ports(2 + 2 * 3 + sum(len(pool.get("endpoints", ())) for pool in pools)))
     moved["gateway"] = {**moved.get("gateway", {}), "host": "127.0.0.1", "port": next(ports), "admin_port": next(ports)}
     for server in ("authz", "extproc", "epp"):
         moved[server] = {**moved.get(server, {}), "grpc_port": next(ports), "metrics_port": next(ports)}
     for pool in pools:
-        pool["endpoints"] = [f"127.0.0.1:{next(ports)}" for _ in pool["endpoints"]]
+        if "endpoints" in pool:
+            pool["endpoints"] = [f"127.0.0.1:{next(ports)}" for _ in pool["endpoints"]]
     return moved
 
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tokenlabs.settings import ServerSettings
+from tokenlabs.server_settings import ServerSettings
 from tokenlabs.telemetry import Telemetry, start_metrics_http
 
 log = logging.getLogger(__name__)

@@ -21,29 +21,14 @@ import yaml
 
 from tokenlabs.config_reader import Section
 from tokenlabs.errors import ConfigError
+from tokenlabs.picker_settings import EppSettings, PoolSettings, parse_epp, parse_pools
+from tokenlabs.server_settings import ServerSettings
 
 ENV_PREFIX = "TOKENLABS_"
 CONFIG_ENV = "TOKENLABS_CONFIG"
 DEFAULT_CONFIG = "tokenlabs.yaml"
 ALL_MODELS = "*"
 ALL_ENDPOINTS = "*"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @classmethod
-    def parse(cls, text: Any, key: str) -> Endpoint:
-        host, sep, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(key, text, "must be 'host:port'")
-        return cls(host.strip("[]"), int(port))
 
 
 @dataclass(frozen=True)
@@ -99,26 +84,6 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
-class PoolSettings:
-    name: str
-    endpoints: tuple[Endpoint, ...]
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """Where one plugin server listens: gRPC for Envoy, HTTP for Prometheus."""
-
-    host: str
-    grpc_port: int
-    metrics_port: int
-    drain_seconds: float
-
-    @property
-    def grpc_address(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
-
-
-@dataclass(frozen=True)
 class GatewaySettings:
     host: str
     port: int
@@ -165,7 +130,7 @@ class Settings:
     gateway: GatewaySettings
     authz: ServerSettings
     extproc: ServerSettings
-    epp: ServerSettings
+    epp: EppSettings
     engine_sim: Mapping[str, Any]
     log_level: str
     source: Path | None = field(default=None, compare=False)
@@ -216,7 +181,8 @@ def apply_env_overrides(document: Any, environ: Mapping[str, str]) -> Any:
 def parse(document: Any, base_dir: Path) -> Settings:
     root = Section(document, "")
     tiers = _parse_tiers(root.section("tiers"))
-    pools = _parse_pools(root.section("pools"))
+    tenants = _parse_tenants(root.section("tenants"), base_dir)
+    pools = parse_pools(root.section("pools"), default_namespace=tenants.namespace)
     models = _parse_models(root.section("models"), pools)
     for tier in tiers.values():
         for model in tier.models:
@@ -224,7 +190,7 @@ def parse(document: Any, base_dir: Path) -> Settings:
                 raise ConfigError(f"tiers.{tier.name}.models", model, "names a model that is not configured")
     settings = Settings(
         tiers=MappingProxyType(tiers),
-        tenants=_parse_tenants(root.section("tenants"), base_dir),
+        tenants=tenants,
         models=MappingProxyType(models),
         pools=MappingProxyType(pools),
         quota_store=_parse_quota_store(root),
@@ -232,7 +198,7 @@ def parse(document: Any, base_dir: Path) -> Settings:
         gateway=_parse_gateway(root.section("gateway")),
         authz=_parse_server(root.section("authz"), "authz"),
         extproc=_parse_server(root.section("extproc"), "extproc"),
-        epp=_parse_server(root.section("epp"), "epp"),
+        epp=_parse_epp(root.section("epp")),
         engine_sim=MappingProxyType(dict(root.section("engine").section("sim").items())),
         log_level=root.string("log_level", "info", choices=("debug", "info", "warning", "error")),
     )
@@ -269,19 +235,6 @@ def _parse_endpoints(tier: Section) -> tuple[str, ...]:
         if endpoint != ALL_ENDPOINTS and not endpoint.startswith("/"):
             raise ConfigError(tier.path_of("endpoints"), endpoint, "must be '*' or paths like /v1/chat/completions")
     return endpoints
-
-
-def _parse_pools(section: Section) -> dict[str, PoolSettings]:
-    pools: dict[str, PoolSettings] = {}
-    for name, _ in section.items():
-        pool = section.section(name)
-        raw = pool.string_list("endpoints")
-        endpoints = tuple(Endpoint.parse(item, f"{pool.path_of('endpoints')}[{i}]") for i, item in enumerate(raw))
-        if not endpoints:
-            raise ConfigError(pool.path_of("endpoints"), raw, "must list at least one endpoint")
-        pools[name] = PoolSettings(name=name, endpoints=endpoints)
-        pool.reject_unknown()
-    return pools
 
 
 def _parse_models(section: Section, pools: Mapping[str, PoolSettings]) -> dict[str, ModelSettings]:
@@ -374,3 +327,8 @@ def _parse_server(section: Section, name: str) -> ServerSettings:
     )
     section.reject_unknown()
     return settings
+
+
+def _parse_epp(section: Section) -> EppSettings:
+    grpc_port, metrics_port = _DEFAULT_PORTS["epp"]
+    return parse_epp(section, host="127.0.0.1", grpc_port=grpc_port, metrics_port=metrics_port, drain_seconds=10.0)

@@ -22,7 +22,7 @@ from tokenlabs.quota.memory import MemoryQuotaStore
 from tokenlabs.quota.store import QuotaStoreError
 from tokenlabs.quota.windows import Admission, Limit, WindowState
 from tokenlabs.server import PluginServer, ServiceBinding
-from tokenlabs.settings import ServerSettings
+from tokenlabs.server_settings import ServerSettings
 from tokenlabs.telemetry import Telemetry
 
 SNAPSHOT = build_snapshot(

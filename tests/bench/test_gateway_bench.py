@@ -17,7 +17,8 @@ from bench.stack_config import write_config
 from bench.stages import PARTIAL_STAGES, partial_bootstrap, plain_bootstrap
 from tests.helpers import REPO
 from tokenlabs.envoy_config import find_envoy, render_bootstrap
-from tokenlabs.settings import Endpoint, load
+from tokenlabs.picker_settings import Endpoint
+from tokenlabs.settings import load
 
 
 def validate(bootstrap: dict[str, object], path: Path) -> None:

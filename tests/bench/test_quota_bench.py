@@ -34,7 +34,8 @@ from tests.bench.test_gateway_bench import validate
 from tests.helpers import REPO
 from tests.redis_server import redis_server_path
 from tokenlabs.envoy_config import render_bootstrap
-from tokenlabs.settings import LimitSettings, ServerSettings, load
+from tokenlabs.server_settings import ServerSettings
+from tokenlabs.settings import LimitSettings, load
 
 
 def sse(event: object) -> bytes:

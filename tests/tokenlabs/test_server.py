@@ -22,7 +22,7 @@ from tests.helpers import check_request, repo_settings, request_headers, respons
 from tokenlabs.devstack import free_ports
 from tokenlabs.quota.memory import MemoryQuotaStore
 from tokenlabs.server import PluginServer, ServiceBinding
-from tokenlabs.settings import ServerSettings
+from tokenlabs.server_settings import ServerSettings
 from tokenlabs.telemetry import Telemetry
 
 

@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from tokenlabs.errors import ConfigError
-from tokenlabs.settings import Endpoint, ModelKind, Settings, apply_env_overrides, load, parse
+from tokenlabs.picker_settings import Endpoint
+from tokenlabs.settings import ModelKind, Settings, apply_env_overrides, load, parse
 
 REPO = Path(__file__).resolve().parents[2]
 MINIMAL = {

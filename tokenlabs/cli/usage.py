@@ -30,8 +30,8 @@ from google.protobuf import json_format
 from extproc.usage_service import SERVICE_NAME
 from tokenlabs.cli.common import add_config_option, aligned, load_settings
 from tokenlabs.errors import ConfigError
+from tokenlabs.picker_settings import Endpoint
 from tokenlabs.quota.headers import format_reset
-from tokenlabs.settings import Endpoint
 from tokenlabs.v1 import usage_pb2, usage_pb2_grpc
 
 RPC_TIMEOUT_S = 10.0

@@ -25,7 +25,8 @@ from tokenlabs.quota.store import QuotaStore, QuotaStoreError
 from tokenlabs.quota.tier_limits import request_limits, token_limits
 from tokenlabs.quota.windows import Admission, Limit, WindowState
 from tokenlabs.server import PluginServer, ServiceBinding
-from tokenlabs.settings import ModelSettings, ServerSettings, TierSettings
+from tokenlabs.server_settings import ServerSettings
+from tokenlabs.settings import ModelSettings, TierSettings
 from tokenlabs.telemetry import Telemetry
 from tokenlabs.v1 import usage_pb2, usage_pb2_grpc
 

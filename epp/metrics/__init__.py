@@ -1,0 +1,1 @@
+"""Endpoint metrics: scraping each endpoint's Prometheus ``/metrics`` and the immutable snapshots it publishes."""
