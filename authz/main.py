@@ -29,11 +29,11 @@ def build_source(
     known_tiers = frozenset(settings.tiers)
     if settings.tenants.kind == "kubernetes":
         # Imported here so a directory-only deployment never loads the Kubernetes client.
-        from authz.kube import core_api
         from authz.sources.kubernetes import KubernetesTenantSource
+        from tokenlabs.kube.client import core_api
 
         return KubernetesTenantSource(
-            core_api(),
+            core_api(config_key="tenants.source"),
             settings.tenants.namespace,
             settings.tenants.label_selector,
             known_tiers,

@@ -12,6 +12,7 @@ from epp.metrics.scraper import Scraper
 from epp.metrics.snapshot import MetricsBoard
 from epp.picking import EndpointPicker
 from epp.pools.directory import PoolDirectory
+from epp.pools.kubernetes import pod_source_factory
 from epp.scheduling.framework import Scheduler
 from epp.scheduling.registry import build_profile
 from epp.servicer import SERVICE_NAME, EndpointPickerServicer
@@ -27,7 +28,7 @@ MESSAGE_OVERHEAD_BYTES = 64 * 1024
 async def serve(settings: Settings) -> None:
     profile = build_profile(settings.epp.scheduling)
     telemetry = Telemetry.create("epp")
-    pools = PoolDirectory.from_settings(settings)
+    pools = PoolDirectory.from_settings(settings, pod_source_factory(telemetry))
     board = MetricsBoard()
     plugin_timing = telemetry.histogram(
         "tokenlabs_epp_plugin_duration_seconds",

@@ -1,23 +1,22 @@
-"""A Kubernetes API for tests: real HTTP on a loopback port, Secrets in memory, faults on demand.
+"""A Kubernetes API for tests: real HTTP on a loopback port, Secrets and Pods in memory, faults on demand.
 
 kmock's ``KubernetesEmulator`` keeps objects and streams watch events, but a list+watch client needs more than it
 emulates: objects carry no resourceVersion (a list answers ``"..."``), a watch ignores ``resourceVersion`` and
 replays every object as ADDED, and ``labelSelector``, ``limit``/``continue``, ``timeoutSeconds`` and bookmarks are
 ignored; PUT answers 404 and ``stringData`` is stored as sent. So kmock's ``KubernetesScaffold`` (request parsing,
-routing, discovery, Status error bodies) fronts ``tests.kube_store.SecretStore``, which serves Secrets with
-kube-apiserver's semantics. It runs on aiohttp's low-level server in a thread with its own event loop
-(``kmock.Server`` would patch aiohttp's resolver process-wide), so sync and async tests use it alike. Only Secrets
-are served; other resources answer 404.
+routing, discovery, Status error bodies) fronts ``tests.kube_store.ObjectStore``, which serves Secrets and Pods
+with kube-apiserver's semantics. It runs on aiohttp's low-level server in a thread with its own event loop
+(``kmock.Server`` would patch aiohttp's resolver process-wide), so sync and async tests use it alike. Other
+resources answer 404.
 
 Faults: ``fail_next`` (HTTP errors for the next requests of a verb), ``drop_watches`` (abort open watch connections
 mid-stream), ``expire_history`` (compaction: older resourceVersions get 410), ``stop``/``start`` (the API goes away
-and comes back on the same port, Secrets kept; the helpers keep working while it is away).
+and comes back on the same port, objects kept; the helpers keep working while it is away).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -30,23 +29,21 @@ import yaml
 from kubernetes import client
 
 from authz.secrets import MANAGED_BY_LABEL, TENANT_ANNOTATION, TIER_ANNOTATION
-from tests.kube_store import Obj, SecretStore
+from tests.kube_store import PLURALS, Obj, ObjectStore
 
 SECRETS = kmock.resource("", "v1", "secrets")
+PODS = kmock.resource("", "v1", "pods")
 DEFAULT_NAMESPACE = "kuadrant-system"
 TENANT_LABELS: Mapping[str, str] = {MANAGED_BY_LABEL: "authorino", "app": "token-labs"}
+POD_LABELS: Mapping[str, str] = {"app": "vllm"}
+VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 CORE_V1_RESOURCES: Obj = {
     "kind": "APIResourceList",
     "apiVersion": "v1",
     "groupVersion": "v1",
     "resources": [
-        {
-            "name": "secrets",
-            "singularName": "secret",
-            "namespaced": True,
-            "kind": "Secret",
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-        }
+        {"name": plural, "singularName": plural[:-1], "namespaced": True, "kind": kind, "verbs": VERBS}
+        for kind, plural in PLURALS.items()
     ],
 }
 
@@ -70,14 +67,36 @@ def tenant_secret(
     }
 
 
+def pod(
+    name: str,
+    ip: str | None,
+    *,
+    ready: bool = True,
+    phase: str = "Running",
+    labels: Mapping[str, str] = POD_LABELS,
+    namespace: str = DEFAULT_NAMESPACE,
+) -> Obj:
+    """A Pod as the kubelet reports it: ``ip=None`` has no IP yet; ``ready`` is its ``Ready`` condition."""
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    status: Obj = {"phase": phase, "conditions": conditions} | ({"podIP": ip, "podIPs": [{"ip": ip}]} if ip else {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {"containers": [{"name": "worker", "image": "vllm/vllm-openai"}]},
+        "status": status,
+    }
+
+
 class KubeApi:
-    """One fake API server: its ``url``, clients for it, Secret helpers and faults. Every method is thread-safe (it
-    runs on the server's own loop), so it can be called from sync tests, async tests and other threads."""
+    """One fake API server: its ``url``, clients for it, Secret and Pod helpers and faults. Every method is
+    thread-safe (it runs on the server's own loop), so it can be called from sync tests, async tests and other
+    threads."""
 
     def __init__(self, namespace: str = DEFAULT_NAMESPACE, bookmark_interval_s: float = 0.2) -> None:
         self.namespace = namespace
         self.port = 0
-        self._store = SecretStore(bookmark_interval_s)
+        self._store = ObjectStore(bookmark_interval_s)
         self._handler = kmock.KubernetesScaffold()
         self._runner: aiohttp.web.ServerRunner | None = None
         self._clients: list[client.ApiClient] = []
@@ -86,6 +105,7 @@ class KubeApi:
         self._thread.start()
         self._on_loop(self._handler.__aenter__)
         _ = self._handler[SECRETS] << self._store.serve
+        _ = self._handler[PODS] << self._store.serve
         # kmock's own discovery names the core group "/v1", which kubectl rejects.
         _ = self._handler["get /api/v1"] << CORE_V1_RESOURCES
 
@@ -113,7 +133,7 @@ class KubeApi:
         self._on_loop(start)
 
     def stop(self) -> None:
-        """Close the port and every connection; the Secrets stay for the next ``start()``."""
+        """Close the port and every connection; the objects stay for the next ``start()``."""
 
         async def stop() -> None:
             if self._runner is not None:
@@ -151,37 +171,66 @@ class KubeApi:
         path.write_text(yaml.safe_dump(config))
         return path
 
-    # --- Secrets -----------------------------------------------------------------------------------------------
-
     def apply(self, *manifests: Mapping[str, Any]) -> list[Obj]:
-        """Create or replace each Secret (in one step: watchers get them as one burst); the stored copies."""
+        """Create or replace each object, a Secret unless its ``kind`` says otherwise (in one step: watchers get
+        them as one burst); the stored copies."""
 
         def apply() -> list[Obj]:
-            return [self._store.write(m, m.get("metadata", {}).get("namespace") or self.namespace) for m in manifests]
+            return [
+                self._store.write(
+                    PLURALS[m.get("kind", "Secret")], m, m.get("metadata", {}).get("namespace") or self.namespace
+                )
+                for m in manifests
+            ]
 
         return list(self._on_loop(apply))
+
+    # --- Secrets -----------------------------------------------------------------------------------------------
 
     def apply_secret(self, name: str, api_key: str, **options: Any) -> Obj:
         """``tenant_secret(name, api_key, **options)`` applied, in this server's namespace unless stated."""
         return self.apply(tenant_secret(name, api_key, **{"namespace": self.namespace, **options}))[0]
 
     def delete_secret(self, name: str, namespace: str | None = None) -> None:
-        self._on_loop(lambda: self._store.delete(namespace or self.namespace, name))
+        self._on_loop(lambda: self._store.delete("secrets", namespace or self.namespace, name))
 
     def secrets(self, namespace: str | None = None) -> list[Obj]:
+        return list(self._on_loop(lambda: self._store.stored("secrets", namespace or self.namespace)))
+
+    # --- Pods --------------------------------------------------------------------------------------------------
+
+    def apply_pod(self, name: str, ip: str | None, **options: Any) -> Obj:
+        """``pod(name, ip, **options)`` applied (created, or replaced whole: status updates and readiness flips
+        alike), in this server's namespace unless stated."""
+        return self.apply(pod(name, ip, **{"namespace": self.namespace, **options}))[0]
+
+    def terminate_pod(self, name: str, namespace: str | None = None) -> Obj:
+        """A graceful delete's first step: ``deletionTimestamp`` is set while the pod still runs (MODIFIED)."""
         ns = namespace or self.namespace
-        return list(
-            self._on_loop(lambda: [copy.deepcopy(o) for (n, _), o in sorted(self._store.objects.items()) if n == ns])
-        )
 
-    def requests(self, verb: str) -> list[dict[str, str]]:
-        """Query parameters of the requests served so far for ``verb`` (list, watch, get, create, replace, ...)."""
-        return list(self._on_loop(lambda: [dict(p) for v, p in self._store.served if v == verb]))
+        def terminate() -> Obj:
+            [current] = [p for p in self._store.stored("pods", ns) if p["metadata"]["name"] == name]
+            current["metadata"] |= {"deletionTimestamp": "2030-01-01T00:00:00Z", "deletionGracePeriodSeconds": 30}
+            return self._store.write("pods", current, ns, create=False)
 
-    # --- faults ------------------------------------------------------------------------------------------------
+        return dict(self._on_loop(terminate))
+
+    def delete_pod(self, name: str, namespace: str | None = None) -> None:
+        self._on_loop(lambda: self._store.delete("pods", namespace or self.namespace, name))
+
+    def pods(self, namespace: str | None = None) -> list[Obj]:
+        return list(self._on_loop(lambda: self._store.stored("pods", namespace or self.namespace)))
+
+    # --- requests and faults ----------------------------------------------------------------------------------
+
+    def requests(self, verb: str, resource: str | None = None) -> list[dict[str, str]]:
+        """Query parameters of the requests served so far for ``verb`` (list, watch, get, create, replace, ...),
+        on ``resource`` (``secrets``, ``pods``) or on any."""
+        served = self._store.served
+        return list(self._on_loop(lambda: [dict(p) for r, v, p in served if v == verb and resource in (None, r)]))
 
     def fail_next(self, verb: str, status: int = 500, times: int = 1) -> None:
-        """The next ``times`` requests for ``verb`` answer HTTP ``status`` with a Status body."""
+        """The next ``times`` requests for ``verb`` (on any resource) answer HTTP ``status`` with a Status body."""
         self._on_loop(lambda: self._store.faults.setdefault(verb, []).extend([status] * times))
 
     def drop_watches(self) -> int:

@@ -1,12 +1,15 @@
-"""Secrets served the way kube-apiserver serves them, for ``tests.kube_api``; used only on that server's loop.
+"""Core objects (Secrets, Pods) served the way kube-apiserver serves them, for ``tests.kube_api``; used only on
+that server's loop.
 
-One global resourceVersion stamps every write. Writes: create / get / replace (a stated resourceVersion must be
-current) / patch (JSON merge, strategic merge, JSON patch) / delete, with ``stringData`` folded into base64 ``data``.
-Lists honour ``labelSelector`` and ``limit``/``continue`` (pages of one consistent snapshot; an unknown token is 410)
-and, like a real server, leave ``kind``/``apiVersion`` off the items. Watches start from ``resourceVersion`` (``""``
-or ``"0"`` replays the current objects first), apply the selector to transitions (a Secret leaving the selector is
-DELETED for that watch), send BOOKMARKs every ``bookmark_interval_s`` of quiet when allowed, end after
-``timeoutSeconds``, and answer a resourceVersion older than the retained history with an ERROR event, code 410.
+One global resourceVersion stamps every write of every kind, and one history of changes serves every watch, as
+etcd does. Writes: create / get / replace (a stated resourceVersion must be current) / patch (JSON merge, strategic
+merge, JSON patch) / delete; a Secret's ``stringData`` is folded into base64 ``data``. A Pod is stored as written,
+``status`` included: tests play the kubelet. Lists honour ``labelSelector`` and ``limit``/``continue`` (pages of
+one consistent snapshot; an unknown token is 410) and, like a real server, leave ``kind``/``apiVersion`` off the
+items. Watches start from ``resourceVersion`` (``""`` or ``"0"`` replays the current objects first), apply the
+selector to transitions (an object leaving the selector is DELETED for that watch), send BOOKMARKs every
+``bookmark_interval_s`` of quiet when allowed, end after ``timeoutSeconds``, and answer a resourceVersion older
+than the retained history with an ERROR event, code 410.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import copy
 import datetime
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,15 +93,45 @@ def failure(code: int, message: str, **details: str) -> kmock.KubernetesError:
 
 
 @dataclass(frozen=True)
+class Kind:
+    """A resource served: its URL ``plural``, its ``kind``, and how a write is completed before it is stored."""
+
+    plural: str
+    kind: str
+    complete: Callable[[Obj], None] = lambda _: None
+
+
+def complete_secret(secret: Obj) -> None:
+    data = dict(secret.get("data") or {})
+    data.update(
+        {k: base64.b64encode(str(v).encode()).decode() for k, v in (secret.pop("stringData", None) or {}).items()}
+    )
+    try:
+        for value in data.values():
+            base64.b64decode(value, validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise failure(400, "Secret data values must be base64") from None
+    secret["type"] = secret.get("type") or "Opaque"
+    if data:
+        secret["data"] = data
+
+
+KINDS = {kind.plural: kind for kind in (Kind("secrets", "Secret", complete_secret), Kind("pods", "Pod"))}
+PLURALS = {kind.kind: plural for plural, kind in KINDS.items()}
+Key = tuple[str, str, str]  # plural, namespace, name
+
+
+@dataclass(frozen=True)
 class Change:
     version: int
     type: str  # ADDED, MODIFIED or DELETED
+    plural: str
     old: Obj | None
     obj: Obj  # the new state; for DELETED, the last state stamped with the deletion's resourceVersion
 
-    def seen_by(self, namespace: str | None, requirements: list[Requirement]) -> Obj | None:
-        """The event a watch on ``namespace`` with ``requirements`` receives for this change, if any."""
-        if namespace not in (None, self.obj["metadata"]["namespace"]):
+    def seen_by(self, plural: str, namespace: str | None, requirements: list[Requirement]) -> Obj | None:
+        """The event a watch on ``plural`` in ``namespace`` with ``requirements`` receives for this change, if any."""
+        if plural != self.plural or namespace not in (None, self.obj["metadata"]["namespace"]):
             return None
         was = self.old is not None and selects(requirements, self.old)
         now = self.type != "DELETED" and selects(requirements, self.obj)
@@ -123,22 +156,26 @@ class OpenWatch:
         return raw is not None and raw.transport is not None and not raw.transport.is_closing()
 
 
-class SecretStore:
-    """Secrets with kube-apiserver's list/watch semantics. Used only on the server's event loop."""
+class ObjectStore:
+    """Objects of every kind in ``KINDS`` with kube-apiserver's list/watch semantics. Used only on the server's
+    event loop. ``faults`` and ``served`` are by verb, whatever the resource."""
 
     def __init__(self, bookmark_interval_s: float) -> None:
         self.bookmark_interval_s = bookmark_interval_s
-        self.objects: dict[tuple[str, str], Obj] = {}
+        self.objects: dict[Key, Obj] = {}
         self.history: list[Change] = []
         self.version = 1000
         self.oldest = self.version  # a watch may resume from any resourceVersion at or after this one
         self.pages: dict[str, tuple[int, list[Obj], int]] = {}
         self.faults: dict[str, list[int]] = {}
-        self.served: list[tuple[str, dict[str, str]]] = []
+        self.served: list[tuple[str, str, dict[str, str]]] = []  # resource, verb, query parameters
         self.watches: list[OpenWatch] = []
         self.wakeup = asyncio.Event()
 
-    def write(self, obj: Mapping[str, Any], namespace: str, *, create: bool | None = None) -> Obj:
+    def stored(self, plural: str, namespace: str) -> list[Obj]:
+        return [copy.deepcopy(o) for (p, n, _), o in sorted(self.objects.items()) if (p, n) == (plural, namespace)]
+
+    def write(self, plural: str, obj: Mapping[str, Any], namespace: str, *, create: bool | None = None) -> Obj:
         """Create (``create=True``), replace (``False``; a stated resourceVersion must be current) or either;
         returns a copy of the stored object."""
         new = copy.deepcopy(dict(obj))
@@ -146,44 +183,34 @@ class SecretStore:
         name = meta.get("name")
         if not name:
             raise failure(400, "metadata.name is required")
-        old = self.objects.get((namespace, name))
+        old = self.objects.get((plural, namespace, name))
         if create and old is not None:
-            raise failure(409, f'secrets "{name}" already exists', name=name, kind="secrets")
+            raise failure(409, f'{plural} "{name}" already exists', name=name, kind=plural)
         if create is False and old is None:
-            raise failure(404, f'secrets "{name}" not found', name=name, kind="secrets")
+            raise failure(404, f'{plural} "{name}" not found', name=name, kind=plural)
         stated = meta.get("resourceVersion")
         if create is False and old is not None and stated and stated != old["metadata"]["resourceVersion"]:
             raise failure(409, "the object has been modified; please apply your changes to the latest version")
-        data = dict(new.get("data") or {})
-        data.update(
-            {k: base64.b64encode(str(v).encode()).decode() for k, v in (new.pop("stringData", None) or {}).items()}
-        )
-        try:
-            for value in data.values():
-                base64.b64decode(value, validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            raise failure(400, "Secret data values must be base64") from None
-        new.update(apiVersion="v1", kind="Secret", type=new.get("type") or "Opaque")
-        if data:
-            new["data"] = data
+        KINDS[plural].complete(new)
+        new.update(apiVersion="v1", kind=KINDS[plural].kind)
         created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         kept = old["metadata"] if old is not None else {"uid": str(uuid.uuid4()), "creationTimestamp": created}
         meta.update(namespace=namespace, uid=kept["uid"], creationTimestamp=kept["creationTimestamp"])
-        self._record("ADDED" if old is None else "MODIFIED", old, new)
-        self.objects[(namespace, name)] = new
+        self._record("ADDED" if old is None else "MODIFIED", plural, old, new)
+        self.objects[(plural, namespace, name)] = new
         return copy.deepcopy(new)
 
-    def delete(self, namespace: str, name: str) -> Obj:
-        old = self.objects.pop((namespace, name), None)
+    def delete(self, plural: str, namespace: str, name: str) -> Obj:
+        old = self.objects.pop((plural, namespace, name), None)
         if old is None:
-            raise failure(404, f'secrets "{name}" not found', name=name, kind="secrets")
-        self._record("DELETED", old, copy.deepcopy(old))
+            raise failure(404, f'{plural} "{name}" not found', name=name, kind=plural)
+        self._record("DELETED", plural, old, copy.deepcopy(old))
         return old
 
-    def _record(self, kind: str, old: Obj | None, new: Obj) -> None:
+    def _record(self, kind: str, plural: str, old: Obj | None, new: Obj) -> None:
         self.version += 1
         new["metadata"]["resourceVersion"] = str(self.version)
-        self.history.append(Change(self.version, kind, old, new))
+        self.history.append(Change(self.version, kind, plural, old, new))
         self.wake()
 
     def wake(self) -> None:
@@ -202,45 +229,48 @@ class SecretStore:
         self.wake()
 
     def serve(self, request: kmock.Request) -> kmock.Payload:
-        """kmock's reaction to every request on Secrets."""
+        """kmock's reaction to every request on a resource of ``KINDS``."""
         params, namespace, name = dict(request.params), request.namespace, request.name
+        plural = request.resource.plural if request.resource is not None else None
+        if plural not in KINDS or request.subresource:
+            raise failure(404, f"the server could not find the requested resource ({request.url.path})")
         verbs = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
         verb = verbs.get(request.method.value) or ("watch" if params.get("watch") in ("true", "1") else "list")
         verb = "get" if verb == "list" and name else verb
-        self.served.append((verb, params))
+        self.served.append((plural, verb, params))
         if self.faults.get(verb):
             raise failure(self.faults[verb].pop(0), f"injected fault on {verb}")
         try:
             if verb == "list":
-                return self._list(namespace, params)
+                return self._list(plural, namespace, params)
             if verb == "watch":
-                return self._watch(request, namespace, params)
+                return self._watch(request, plural, namespace, params)
         except ValueError as exc:
             raise failure(400, str(exc)) from None
         if namespace is None or (name is None) != (verb == "create"):
-            raise failure(405, f"{verb} needs a namespaced Secret path")
+            raise failure(405, f"{verb} needs a namespaced {KINDS[plural].kind} path")
         body: Any = request.data
         if verb in ("create", "replace") and not isinstance(body, dict):
-            raise failure(400, f"{verb} needs a Secret object as the body")
+            raise failure(400, f"{verb} needs a {KINDS[plural].kind} object as the body")
         if verb == "create":
-            return self.write(body, namespace, create=True)
-        current = self.objects.get((namespace, str(name)))
+            return self.write(plural, body, namespace, create=True)
+        current = self.objects.get((plural, namespace, str(name)))
         if current is None:
-            raise failure(404, f'secrets "{name}" not found', name=str(name), kind="secrets")
+            raise failure(404, f'{plural} "{name}" not found', name=str(name), kind=plural)
         if verb == "get":
             return current
         if verb == "delete":
-            self.delete(namespace, str(name))
-            return status(200, f'secrets "{name}" deleted', name=str(name), kind="secrets")
+            self.delete(plural, namespace, str(name))
+            return status(200, f'{plural} "{name}" deleted', name=str(name), kind=plural)
         if verb == "replace":
             if body.get("metadata", {}).get("name") != name:
                 raise failure(400, "the name of the object does not match the name on the URL")
-            return self.write(body, namespace, create=False)
+            return self.write(plural, body, namespace, create=False)
         json_patch = "json-patch" in request.headers.get("Content-Type", "")
         patched = jsonpatch.apply_patch(current, body) if json_patch else merge_patch(current, body)
-        return self.write(patched, namespace, create=False)
+        return self.write(plural, patched, namespace, create=False)
 
-    def _list(self, namespace: str | None, params: Mapping[str, str]) -> Obj:
+    def _list(self, plural: str, namespace: str | None, params: Mapping[str, str]) -> Obj:
         token, limit = params.get("continue"), int(params.get("limit") or 0)
         if token:
             if token not in self.pages:
@@ -251,27 +281,30 @@ class SecretStore:
             version, start = self.version, 0
             items = [
                 {key: value for key, value in obj.items() if key not in ("kind", "apiVersion")}
-                for (ns, _), obj in sorted(self.objects.items())
-                if namespace in (None, ns) and selects(requirements, obj)
+                for (p, ns, _), obj in sorted(self.objects.items())
+                if p == plural and namespace in (None, ns) and selects(requirements, obj)
             ]
         end = start + limit if limit else len(items)
         meta: Obj = {"resourceVersion": str(version)}
         if end < len(items):
             meta["continue"] = next_token = uuid.uuid4().hex
             self.pages[next_token] = (version, items, end)
-        return {"kind": "SecretList", "apiVersion": "v1", "metadata": meta, "items": items[start:end]}
+        return {"kind": f"{KINDS[plural].kind}List", "apiVersion": "v1", "metadata": meta, "items": items[start:end]}
 
-    def _watch(self, request: kmock.Request, namespace: str | None, params: Mapping[str, str]) -> kmock.Payload:
+    def _watch(
+        self, request: kmock.Request, plural: str, namespace: str | None, params: Mapping[str, str]
+    ) -> kmock.Payload:
         requirements = parse_selector(params.get("labelSelector", ""))
         since = params.get("resourceVersion", "")
         start = None if since in ("", "0") else int(since)
         timeout_s = float(params.get("timeoutSeconds") or 1800)
         bookmarks = params.get("allowWatchBookmarks") == "true"
-        return self._stream(OpenWatch(request), namespace, requirements, start, timeout_s, bookmarks)
+        return self._stream(OpenWatch(request), plural, namespace, requirements, start, timeout_s, bookmarks)
 
     async def _stream(
         self,
         watch: OpenWatch,
+        plural: str,
         namespace: str | None,
         requirements: list[Requirement],
         start: int | None,
@@ -284,8 +317,8 @@ class SecretStore:
             yield b""  # the headers go out now, as kube-apiserver sends them, even if nothing happens for a while
             cursor = self.version if start is None else start
             if start is None:  # "" or "0": the current state first
-                for (ns, _), obj in sorted(self.objects.items()):
-                    if namespace in (None, ns) and selects(requirements, obj):
+                for (p, ns, _), obj in sorted(self.objects.items()):
+                    if p == plural and namespace in (None, ns) and selects(requirements, obj):
                         yield {"type": "ADDED", "object": obj}
             while True:
                 if cursor < self.oldest:
@@ -295,7 +328,7 @@ class SecretStore:
                 wakeup = self.wakeup
                 for change in self.history[bisect.bisect_right(self.history, cursor, key=lambda c: c.version) :]:
                     cursor = change.version
-                    if event := change.seen_by(namespace, requirements):
+                    if event := change.seen_by(plural, namespace, requirements):
                         yield event
                 if watch.dropped:
                     watch.abort()
@@ -307,7 +340,8 @@ class SecretStore:
                     await asyncio.wait_for(wakeup.wait(), min(remaining, self.bookmark_interval_s))
                 except TimeoutError:
                     if bookmarks:
-                        bookmark = {"kind": "Secret", "apiVersion": "v1", "metadata": {"resourceVersion": str(cursor)}}
+                        version = {"resourceVersion": str(cursor)}
+                        bookmark = {"kind": KINDS[plural].kind, "apiVersion": "v1", "metadata": version}
                         yield {"type": "BOOKMARK", "object": bookmark}
         finally:
             self.watches.remove(watch)

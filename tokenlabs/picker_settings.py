@@ -63,7 +63,7 @@ class SaturationMode(StrEnum):
     """What the picker does when every endpoint of a pool is saturated."""
 
     SHED = "shed"  # answer 429 at once: the client retries later, the workers keep their latency
-    QUEUE = "queue"  # hold the request in the picker until an endpoint has room, then 429 after the timeout
+    QUEUE = "queue"  # hold the request in the picker until an endpoint has room or the timeout passes, then send it
     OFF = "off"  # send it anyway: the workers queue it
 
 
@@ -72,7 +72,7 @@ class SaturationSettings:
     """An endpoint is saturated when its waiting queue reaches ``queue_depth`` or its KV cache usage reaches
     ``kv_cache_usage`` (GIE's defaults 5 and 0.8). Endpoints without fresh metrics count as saturated."""
 
-    mode: SaturationMode = SaturationMode.SHED
+    mode: SaturationMode = SaturationMode.QUEUE
     queue_depth: int = 5
     kv_cache_usage: float = 0.8
     queue_timeout_s: float = 5.0
@@ -157,7 +157,7 @@ def _parse_saturation(section: Section) -> SaturationSettings:
     if usage > 1.0:
         raise ConfigError(section.path_of("kv_cache_usage"), usage, "must be a fraction between 0 and 1")
     settings = SaturationSettings(
-        mode=SaturationMode(section.string("mode", SaturationMode.SHED.value, choices=tuple(SaturationMode))),
+        mode=SaturationMode(section.string("mode", SaturationMode.QUEUE.value, choices=tuple(SaturationMode))),
         queue_depth=section.integer("queue_depth", 5, minimum=1),
         kv_cache_usage=usage,
         queue_timeout_s=section.number("queue_timeout_ms", 5000.0) / 1000,

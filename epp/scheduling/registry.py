@@ -102,6 +102,7 @@ def _ttft_cost(params: Section, shared: _Shared) -> Scorer:
     scorer = TtftCostScorer(
         shared.prefix_index(),
         shared.prefix_settings,
+        prefill_tokens_per_s=params.number("prefill_tokens_per_s", 5000.0, minimum=1.0),
         running_request_tokens=params.number("running_request_tokens", 32.0),
         kv_cache_penalty=params.number("kv_cache_penalty", 1.0),
         initial_prompt_tokens=params.number("initial_prompt_tokens", 512.0),
@@ -140,11 +141,13 @@ def build_profile(config: Mapping[str, Any], path: str = CONFIG_PATH) -> Profile
         for key in ("filters", "scorers", "picker"):
             if section.raw(key, None) is not None:
                 raise ConfigError(section.path_of(key), config[key], "cannot be combined with a built-in 'profile'")
-        return _build(name, Section({**PROFILES[name], "prefix": section.raw("prefix", {})}, path))
+        prefix = section.raw("prefix", {})
+        section.reject_unknown()
+        return _build(name, Section({**PROFILES[name], "prefix": prefix}, path))
     if not any(section.raw(key, None) is not None for key in ("filters", "scorers", "picker")):
-        return _build(
-            DEFAULT_PROFILE, Section({**PROFILES[DEFAULT_PROFILE], "prefix": section.raw("prefix", {})}, path)
-        )
+        prefix = section.raw("prefix", {})
+        section.reject_unknown()  # a typo such as `scorer:` must not silently select the default profile
+        return _build(DEFAULT_PROFILE, Section({**PROFILES[DEFAULT_PROFILE], "prefix": prefix}, path))
     return _build("custom", section)
 
 

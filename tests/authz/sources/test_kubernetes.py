@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import shutil
@@ -18,17 +19,18 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from authz.kube import core_api
 from authz.secrets import key_digest
 from authz.snapshot import TenantSnapshot
 from authz.sources.kubernetes import KubernetesTenantSource
 from tests.kube_api import KubeApi, tenant_secret
 from tests.kube_store import parse_selector, selects
+from tokenlabs.kube.client import core_api
+from tokenlabs.kube.reflector import WatchOptions
 from tokenlabs.telemetry import Telemetry
 
 TIERS = frozenset({"free", "pro", "enterprise"})
 SELECTOR = "authorino.kuadrant.io/managed-by=authorino"
-FAST: dict[str, Any] = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "coalesce_s": 0.01}
+FAST = WatchOptions(backoff_initial_s=0.01, backoff_max_s=0.05, coalesce_s=0.01)
 
 
 @dataclass
@@ -60,7 +62,13 @@ async def watching(kube: KubeApi, selector: str = SELECTOR, **options: Any) -> A
     telemetry = Telemetry.create("authz")
     published: list[TenantSnapshot] = []
     source = KubernetesTenantSource(
-        kube.core_api(), kube.namespace, selector, TIERS, telemetry, published.append, **{**FAST, **options}
+        kube.core_api(),
+        kube.namespace,
+        selector,
+        TIERS,
+        telemetry,
+        published.append,
+        options=dataclasses.replace(FAST, **options),
     )
     harness = Harness(source, telemetry, published)
     await source.start()
@@ -241,7 +249,7 @@ async def test_start_waits_for_an_unreachable_api(kube_api: KubeApi) -> None:
     kube_api.apply_secret("tenant-a", "tlabs_a")
     kube_api.stop()
     telemetry = Telemetry.create("authz")
-    source = KubernetesTenantSource(kube_api.core_api(), kube_api.namespace, SELECTOR, TIERS, telemetry, **FAST)
+    source = KubernetesTenantSource(kube_api.core_api(), kube_api.namespace, SELECTOR, TIERS, telemetry, options=FAST)
     starting = asyncio.create_task(source.start())
     await asyncio.sleep(0.3)
     assert not starting.done()
@@ -255,7 +263,7 @@ async def test_start_waits_for_an_unreachable_api(kube_api: KubeApi) -> None:
 async def test_stop_before_the_first_list_fails_start(kube_api: KubeApi) -> None:
     kube_api.stop()
     source = KubernetesTenantSource(
-        kube_api.core_api(), kube_api.namespace, SELECTOR, TIERS, Telemetry.create("authz"), **FAST
+        kube_api.core_api(), kube_api.namespace, SELECTOR, TIERS, Telemetry.create("authz"), options=FAST
     )
     starting = asyncio.create_task(source.start())
     await asyncio.sleep(0.1)
@@ -288,7 +296,7 @@ async def test_logs_name_secrets_but_never_keys(kube_api: KubeApi, caplog: pytes
 
 
 def test_fake_api_serves_the_real_client_and_kubeconfig(kube_api: KubeApi, tmp_path: Path) -> None:
-    api = core_api(str(kube_api.write_kubeconfig(tmp_path / "kubeconfig")))
+    api = core_api(str(kube_api.write_kubeconfig(tmp_path / "kubeconfig")), config_key="tenants.source")
     namespace = kube_api.namespace
     manifest = tenant_secret("tenant-a", "tlabs_a")
     secret = client.V1Secret(
