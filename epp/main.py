@@ -47,6 +47,7 @@ async def serve(settings: Settings) -> None:
         interval_s=settings.epp.scrape_interval_s,
         timeout_s=settings.epp.scrape_timeout_s,
         staleness_s=settings.epp.metrics_staleness_s,
+        on_departed=picker.forget,
     )
     server = PluginServer(
         settings.epp, telemetry, [binding], settings.limits.max_request_body_bytes + MESSAGE_OVERHEAD_BYTES

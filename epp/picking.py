@@ -2,7 +2,8 @@
 
 ``EndpointPicker.choose`` is what the ext_proc servicer calls and what the routing benchmark calls in-process.
 It raises ``Unavailable`` (503: no pool, no endpoint with fresh metrics, none passes the filters) or ``RateLimited``
-(429: the pool is saturated and the saturation mode sheds, or the picker's queue is full or timed out).
+(429: the pool is saturated and the saturation mode sheds, or the picker's queue of saturated requests is full).
+A queued request that times out is sent anyway (reason "saturated").
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class EndpointPicker:
     @property
     def queued(self) -> int:
         return self._queued
+
+    def forget(self, addresses: Collection[str]) -> None:
+        """Endpoints that left their pools: their recent picks, prefix blocks and backlog go too."""
+        for address in addresses:
+            self._pending.forget(address)
+            self._scheduler.forget(address)
 
     async def choose(self, request: SchedulingRequest, subset_hint: Collection[str] | None = None) -> Pick:
         pool = self._pools.for_model(request.model)

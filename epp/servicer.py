@@ -26,7 +26,7 @@ from epp.picking import EndpointPicker, Pick
 from epp.request import scheduling_request
 from tokenlabs import envoy_messages, headers
 from tokenlabs.envoy_messages import read_headers
-from tokenlabs.errors import RequestError, http_error
+from tokenlabs.errors import RequestError, Unavailable, http_error
 from tokenlabs.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,13 @@ class EndpointPickerServicer(extproc_grpc.ExternalProcessorServicer):  # type: i
             self._telemetry.record_decision("pick", "refused", time.perf_counter() - started)
             log.info("no endpoint", extra={"model": model, "reason": error.message, "code": code})
             return envoy_messages.immediate_error(http_error(error)), None
+        except Exception:
+            # A plugin broke its contract: this request gets a clear 503, the stream and the server carry on.
+            log.exception("scheduling failed", extra={"model": model})
+            self._picks.add(("", "", "picker_error"))
+            self._telemetry.record_decision("pick", "error", time.perf_counter() - started)
+            failure = Unavailable("The endpoint picker failed to schedule this request.", code="picker_error")
+            return envoy_messages.immediate_error(http_error(failure)), None
         ranked = ",".join(pick.decision.addresses)
         chosen = pick.decision.chosen.address
         self._picks.add((pick.pool.name, chosen, pick.reason))

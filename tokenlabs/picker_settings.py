@@ -70,7 +70,8 @@ class SaturationMode(StrEnum):
 @dataclass(frozen=True)
 class SaturationSettings:
     """An endpoint is saturated when its waiting queue reaches ``queue_depth`` or its KV cache usage reaches
-    ``kv_cache_usage`` (GIE's defaults 5 and 0.8). Endpoints without fresh metrics count as saturated."""
+    ``kv_cache_usage`` (GIE's defaults 5 and 0.8). Endpoints without fresh metrics are not candidates at all: a pool
+    with none left is unavailable (503), not saturated."""
 
     mode: SaturationMode = SaturationMode.QUEUE
     queue_depth: int = 5

@@ -47,6 +47,7 @@ class Scraper:
         timeout_s: float,
         staleness_s: float,
         clock: Clock = time.monotonic,
+        on_departed: Callable[[set[str]], None] = lambda _addresses: None,
     ) -> None:
         self._pools = tuple(pools)
         self._board = board
@@ -54,6 +55,7 @@ class Scraper:
         self._timeout_s = timeout_s
         self._staleness_s = staleness_s
         self._clock = clock
+        self._on_departed = on_departed
         self._tasks: dict[ScrapeTarget, asyncio.Task[None]] = {}
         self._failing: set[ScrapeTarget] = set()
         self._attempted: set[ScrapeTarget] = set()
@@ -122,7 +124,9 @@ class Scraper:
             self._attempted.discard(target)
             log.info("stopped scraping", extra={"pool": target.pool, "endpoint": target.address})
         if departed:
-            self._board.forget({target.address for target in departed} - {target.address for target in wanted})
+            gone = {target.address for target in departed} - {target.address for target in wanted}
+            self._board.forget(gone)
+            self._on_departed(gone)
         for target in wanted - set(self._tasks):
             self._tasks[target] = asyncio.create_task(self._scrape_forever(target), name=f"epp-scrape-{target.address}")
 
@@ -140,9 +144,12 @@ class Scraper:
             async with self._session.get(target.url) as response:
                 if response.status != 200:
                     raise ValueError(f"HTTP {response.status}")
-                body = await response.content.read(MAX_METRICS_BYTES + 1)
-            if len(body) > MAX_METRICS_BYTES:
-                raise ValueError(f"metrics page larger than {MAX_METRICS_BYTES} bytes")
+                # content.read(n) returns only what is buffered (often the first chunk): read to the end.
+                body = bytearray()
+                async for chunk in response.content.iter_any():
+                    body += chunk
+                    if len(body) > MAX_METRICS_BYTES:
+                        raise ValueError(f"metrics page larger than {MAX_METRICS_BYTES} bytes")
             metrics = read_vllm_metrics(body.decode("utf-8", errors="replace"), scraped_at=started)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError, MetricsFormatError) as error:
             self._scrapes.add((target.pool, target.address, "error"))

@@ -63,6 +63,8 @@ def read_vllm_metrics(text: str, scraped_at: float) -> EndpointMetrics:
     seen: set[str] = set()
     for sample in samples(text, WANTED):
         seen.add(sample.name)
+        if sample.value != sample.value and sample.name != CACHE_CONFIG:
+            continue  # NaN: that engine cannot tell; it must not turn the other engines' sum into NaN (then 0)
         if sample.name == WAITING:
             waiting += sample.value
         elif sample.name == RUNNING:

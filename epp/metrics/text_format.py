@@ -30,7 +30,10 @@ _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
 
 def samples(text: str, wanted: Collection[str]) -> Iterator[Sample]:
     """The samples of ``text`` whose metric name is in ``wanted``, in order."""
-    for line in text.splitlines():
+    # Lines end at "\n" only: str.splitlines() would also cut at "\r", "\x85", "\u2028"... inside label values.
+    for line in text.split("\n"):
+        if line and line[0] in " \t\r":  # leading blanks are allowed (vLLM writes none: keep the common path cheap)
+            line = line.strip()
         if not line or line[0] == "#":
             continue
         end = _name_end(line)
@@ -49,6 +52,8 @@ def _name_end(line: str) -> int:
 
 def _sample(line: str, name: str, position: int) -> Sample:
     labels: dict[str, str] = {}
+    while position < len(line) and line[position] in " \t":  # blanks may separate the name from its labels
+        position += 1
     if position < len(line) and line[position] == "{":
         position = _labels(line, position + 1, labels)
     parts = line[position:].split()
@@ -58,6 +63,11 @@ def _sample(line: str, name: str, position: int) -> Sample:
         value = float(parts[0])
     except ValueError:
         raise MetricsFormatError(f"sample {name!r} has a bad value {parts[0][:50]!r}") from None
+    if len(parts) == 2:
+        try:
+            float(parts[1])  # a timestamp: checked, not used
+        except ValueError:
+            raise MetricsFormatError(f"sample {name!r} has a bad timestamp {parts[1][:50]!r}") from None
     return Sample(name, labels, value)
 
 

@@ -119,6 +119,11 @@ class Scheduler:
             observer.picked(request, ranked[0], state)
         return Decision(tuple(ranked), uncached_tokens(request, ranked[0].address, state))
 
+    def forget(self, address: str) -> None:
+        """Drop what the profile's observers learned about an endpoint that left its pool."""
+        for observer in self.profile.observers:
+            observer.forget(address)
+
     def _time(self, extension_point: str, plugin: str, started: float) -> None:
         if self._timing is not None:
             self._timing.observe((extension_point, plugin), time.perf_counter() - started)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from epp.metrics.snapshot import EndpointMetrics
+from epp.prefix import CHARS_PER_TOKEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class SchedulingRequest:
     @property
     def prompt_tokens(self) -> int:
         """An estimate: about four characters per token."""
-        return len(self.prompt) // 4 + 1
+        return len(self.prompt) // CHARS_PER_TOKEN + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,9 @@ class Picker(Protocol):
 
 
 class PickObserver(Protocol):
-    """Learns each pick (e.g. to index the prompt's prefix on the chosen endpoint). Must be cheap and not raise."""
+    """Learns each pick (e.g. to index the prompt's prefix on the chosen endpoint), and forgets what it learned
+    about an endpoint that left its pool (a new pod may reuse the address). Must be cheap and not raise."""
 
     def picked(self, request: SchedulingRequest, chosen: Candidate, state: CycleState) -> None: ...
+
+    def forget(self, address: str) -> None: ...

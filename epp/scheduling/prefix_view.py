@@ -66,6 +66,9 @@ class PrefixRecorder:
         self._index = index
         self._settings = settings
 
+    def forget(self, address: str) -> None:
+        self._index.forget(address)
+
     def picked(self, request: SchedulingRequest, chosen: Candidate, state: CycleState) -> None:
         view = prefix_view(self._index, self._settings, request, (chosen,), state)
         cache = chosen.metrics.cache

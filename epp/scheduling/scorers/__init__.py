@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 def lower_is_better(values: Sequence[float]) -> list[float]:
     """Min-max normalised and inverted: the smallest value scores 1, the largest 0; all equal → all 1."""
-    low = min(values)
-    span = max(values) - low
+    high = max(values)
+    span = high - min(values)
     if span <= 0:
         return [1.0] * len(values)
-    return [(low + span - value) / span for value in values]
+    # high - value, not low + span - value: the latter can round to just below 0 (or above 1).
+    return [(high - value) / span for value in values]

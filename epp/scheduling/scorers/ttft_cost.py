@@ -68,6 +68,9 @@ class TtftCostScorer:
         now = self.clock()
         self._backlog[chosen.address] = (self._backlog_at(chosen.address, now) + tokens, now)
 
+    def forget(self, address: str) -> None:
+        self._backlog.pop(address, None)
+
     def _backlog_at(self, address: str, now: float) -> float:
         entry = self._backlog.get(address)
         if entry is None:
