@@ -34,6 +34,9 @@ from tokenlabs.telemetry import Telemetry
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """One request; ``at_s`` is its scheduled arrival (offset from the run's start)."""
+
+    at_s: float
     ttft_s: float | None  # None: failed
     e2e_s: float | None
     output_tokens: int
@@ -105,7 +108,7 @@ async def _one(picker: EndpointPicker, session: aiohttp.ClientSession, arrival: 
             f"http://{endpoint}/v1/chat/completions", data=raw, headers={"content-type": "application/json"}
         ) as response:
             if response.status != 200:
-                return Outcome(None, None, 0, decision_s, endpoint)
+                return Outcome(arrival.at_s, None, None, 0, decision_s, endpoint)
             async for line in response.content:
                 if not line.startswith(b"data: {"):
                     continue
@@ -115,6 +118,6 @@ async def _one(picker: EndpointPicker, session: aiohttp.ClientSession, arrival: 
                     usage = orjson.loads(line[6:]).get("usage") or {}
                     tokens = int(usage.get("completion_tokens", 0))
     except (aiohttp.ClientError, TimeoutError):
-        return Outcome(None, None, 0, decision_s, endpoint)
+        return Outcome(arrival.at_s, None, None, 0, decision_s, endpoint)
     done = time.monotonic()
-    return Outcome(None if first is None else first - due, done - due, tokens, decision_s, endpoint)
+    return Outcome(arrival.at_s, None if first is None else first - due, done - due, tokens, decision_s, endpoint)

@@ -22,7 +22,7 @@ class WorkloadShape:
     groups: int = 32
     questions_per_group: int = 32
     system_prompt_words: int = 1000
-    question_words: int = 40
+    question_words: int = 200
     max_tokens: int = 24
     zipf_s: float = 0.8
 

@@ -44,7 +44,7 @@ def render_bootstrap(settings: Settings, template: Path | None = None) -> str:
         gateway_owned_headers=headers.GATEWAY_OWNED,
         models=list(settings.models.values()),
         pools=list(settings.pools.values()),
-        epp_message_timeout_s=f"{settings.epp.saturation.queue_timeout_s + 2.0:.3f}",
+        epp_message_timeout_s=f"{settings.epp.saturation.queue_timeout_s + 1.0:.3f}",
         plugin_servers=[("authz", settings.authz), ("extproc", settings.extproc), ("epp", settings.epp)],
     )
 

@@ -76,7 +76,7 @@ class SaturationSettings:
     mode: SaturationMode = SaturationMode.QUEUE
     queue_depth: int = 5
     kv_cache_usage: float = 0.8
-    queue_timeout_s: float = 5.0
+    queue_timeout_s: float = 1.0
     max_queued: int = 1000
 
 
@@ -161,7 +161,7 @@ def _parse_saturation(section: Section) -> SaturationSettings:
         mode=SaturationMode(section.string("mode", SaturationMode.QUEUE.value, choices=tuple(SaturationMode))),
         queue_depth=section.integer("queue_depth", 5, minimum=1),
         kv_cache_usage=usage,
-        queue_timeout_s=section.number("queue_timeout_ms", 5000.0) / 1000,
+        queue_timeout_s=section.number("queue_timeout_ms", 1000.0) / 1000,
         max_queued=section.integer("max_queued", 1000),
     )
     section.reject_unknown()

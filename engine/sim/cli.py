@@ -71,14 +71,29 @@ def _announce(spec: WorkerSpec, listening_worker: ListeningWorker) -> None:
     print(f"sim worker ready model={','.join(spec.model_names)} url={listening_worker.url}", flush=True)
 
 
+def _boolean(text: str) -> bool:
+    # The config file's YAML booleans reach the command line as Python's str(True) and str(False).
+    words = {"true": True, "false": False}
+    if text.lower() not in words:
+        raise ValueError(text)
+    return words[text.lower()]
+
+
+_KNOB_TYPES: dict[object, tuple[str, Callable[[str], object]]] = {
+    bool: ("bool", _boolean),
+    int: ("int", int),
+    float: ("float", float),
+}
+
+
 def _knob_parser(knob: "Field[object]") -> Callable[[str], object]:
-    number_type = int if knob.type is int else float
+    type_name, convert = _KNOB_TYPES[knob.type]
 
     def parse(text: str) -> object:
         try:
-            value = number_type(text)
+            value = convert(text)
         except ValueError as error:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {number_type.__name__}") from error
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {type_name}") from error
         try:
             # Each SimConfig check concerns one field, so a config differing from the defaults only here
             # validates exactly this value.

@@ -1,73 +1,82 @@
-"""KV cache block accounting for the sequences a worker is running.
+"""The KV cache of a worker: the blocks each sequence holds, and the prefix cache that lets sequences share them.
 
-A sequence holds the blocks its tokens fill so far, and grows into new blocks as it decodes. Admission reserves
-the blocks the sequence will need by its end, so a running sequence can always grow and the simulator never has
-to preempt. Prompt tokens go through ``allocate`` so that a prefix cache can serve some of them from blocks that
-are already filled: ``cached_tokens`` carries that count to the latency model and the prefix cache metrics.
+Blocks are allocated as a sequence grows, for the tokens scheduled in each step, never reserved ahead (vLLM V1).
+With prefix caching, every full block gets a hash chained from its parent block's hash and its own tokens, so equal
+hashes mean equal prefixes; a block is registered under its hash once its tokens are scheduled, and stays findable
+after its sequence frees it until the block pool evicts it. A new sequence starts from the longest chain of cached
+blocks of its tokens, but never from all of them: the last token is always computed, since sampling needs its
+logits.
 """
 
-from collections.abc import Sequence
+from collections import abc
 
-
-class KvAllocation:
-    """The blocks of one running sequence; changed only by the KvCache that made it."""
-
-    __slots__ = ("cached_tokens", "held_blocks", "num_tokens", "reserved_blocks")
-
-    def __init__(self, num_tokens: int, held_blocks: int, reserved_blocks: int, cached_tokens: int) -> None:
-        self.num_tokens = num_tokens
-        self.held_blocks = held_blocks
-        self.reserved_blocks = reserved_blocks
-        self.cached_tokens = cached_tokens
+from engine.sim.block_pool import BlockPool
+from engine.sim.sequence import Sequence
 
 
 class KvCache:
-    def __init__(self, num_blocks: int, block_size: int) -> None:
-        self.num_blocks = num_blocks
+    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool) -> None:
+        self.pool = BlockPool(num_blocks)
         self.block_size = block_size
-        self._held_blocks = 0
-        self._reserved_blocks = 0
-
-    @property
-    def held_blocks(self) -> int:
-        return self._held_blocks
+        self.enable_prefix_caching = enable_prefix_caching
 
     @property
     def usage(self) -> float:
-        """Fraction of blocks holding tokens of running sequences, as vLLM's kv_cache_usage_perc reports."""
-        return self._held_blocks / self.num_blocks
+        return self.pool.usage
 
-    def blocks_for(self, num_tokens: int) -> int:
-        return -(-num_tokens // self.block_size)
+    def cached_prefix(self, sequence: Sequence) -> list[int]:
+        """The cached blocks holding the longest prefix of the sequence's tokens, leaving at least its last token
+        to compute. Looking does not take them: pass them to ``allocate``."""
+        if not self.enable_prefix_caching:
+            return []
+        most = (sequence.num_tokens - 1) // self.block_size
+        self._hash_blocks(sequence, most)
+        hits = []
+        for block_hash in sequence.block_hashes[:most]:
+            block = self.pool.cached_block(block_hash)
+            if block is None:
+                break
+            hits.append(block)
+        return hits
 
-    def can_allocate(self, final_length: int) -> bool:
-        """Whether a sequence that will reach ``final_length`` tokens fits beside those already admitted."""
-        return self._reserved_blocks + self.blocks_for(final_length) <= self.num_blocks
+    def allocate(self, sequence: Sequence, num_tokens: int, cached: abc.Sequence[int] = ()) -> bool:
+        """Give the sequence blocks for its first ``num_tokens`` tokens, starting from the ``cached`` prefix blocks
+        when it holds none yet. False, and nothing changed, when too few blocks are free."""
+        missing = max(0, -(-num_tokens // self.block_size) - len(sequence.blocks) - len(cached))
+        # Reusing a cached block that is free takes it out of the free blocks as surely as a new one does.
+        reclaimed = sum(1 for block in cached if self.pool.is_free(block)) if cached else 0
+        if missing + reclaimed > self.pool.num_free:
+            return False
+        if cached:
+            self.pool.touch(cached)
+            sequence.blocks.extend(cached)
+            sequence.num_cached_blocks = len(cached)
+        if missing:
+            sequence.blocks.extend(self.pool.allocate(missing))
+        return True
 
-    def allocate(self, prompt_tokens: Sequence[str], final_length: int) -> KvAllocation:
-        if not self.can_allocate(final_length):
-            raise ValueError(f"a sequence of {final_length} tokens does not fit in the free KV blocks")
-        # Without a prefix cache every prompt token is computed afresh.
-        allocation = KvAllocation(
-            num_tokens=len(prompt_tokens),
-            held_blocks=self.blocks_for(len(prompt_tokens)),
-            reserved_blocks=self.blocks_for(final_length),
-            cached_tokens=0,
-        )
-        self._reserved_blocks += allocation.reserved_blocks
-        self._held_blocks += allocation.held_blocks
-        return allocation
+    def cache_full_blocks(self, sequence: Sequence, num_tokens: int) -> None:
+        """Register in the prefix cache the sequence's blocks that its first ``num_tokens`` tokens fill."""
+        full = num_tokens // self.block_size
+        if not self.enable_prefix_caching or full <= sequence.num_cached_blocks:
+            return
+        self._hash_blocks(sequence, full)
+        for index in range(sequence.num_cached_blocks, full):
+            self.pool.cache(sequence.blocks[index], sequence.block_hashes[index])
+        sequence.num_cached_blocks = full
 
-    def append_token(self, allocation: KvAllocation) -> None:
-        allocation.num_tokens += 1
-        needed = self.blocks_for(allocation.num_tokens)
-        if needed > allocation.reserved_blocks:
-            raise ValueError(f"sequence grew past the {allocation.reserved_blocks} blocks reserved for it")
-        self._held_blocks += needed - allocation.held_blocks
-        allocation.held_blocks = needed
+    def free(self, sequence: Sequence) -> None:
+        """Give back every block of the sequence. Its tail goes first so that, once evictable, a shared prefix
+        outlives the blocks only this sequence used."""
+        self.pool.free(reversed(sequence.blocks))
+        sequence.blocks = []
+        sequence.num_cached_blocks = 0
 
-    def free(self, allocation: KvAllocation) -> None:
-        self._held_blocks -= allocation.held_blocks
-        self._reserved_blocks -= allocation.reserved_blocks
-        allocation.held_blocks = 0
-        allocation.reserved_blocks = 0
+    def _hash_blocks(self, sequence: Sequence, count: int) -> None:
+        hashes = sequence.block_hashes
+        size = self.block_size
+        parent = hashes[-1] if hashes else None
+        for index in range(len(hashes), count):
+            # Python's tuple hash is stable within the process, which is as long as the cache lives.
+            parent = hash((parent, sequence.tokens[index * size : (index + 1) * size]))
+            hashes.append(parent)

@@ -13,10 +13,6 @@ class GenerationPlan:
     output_tokens: tuple[str, ...]
     finish_reason: str
 
-    @property
-    def final_length(self) -> int:
-        return len(self.prompt_tokens) + len(self.output_tokens)
-
 
 def plan_generation(config: SimConfig, prompt_tokens: Sequence[str], max_tokens: int | None) -> GenerationPlan:
     """The completion is ``output_tokens`` long and ends with "stop", unless max_tokens or the room left in the

@@ -1,81 +1,194 @@
-"""Continuous batching admission: which requests run now and which wait.
+"""The engine's scheduling rules, one step at a time, as vLLM V1's scheduler applies them (FCFS policy).
 
-Requests are admitted first come, first served while a batching slot and enough KV blocks are free; the head of
-the queue blocks those behind it, as vLLM's FCFS policy does, so a long prompt is never starved by short ones.
+A step first serves the running sequences, oldest first: each computes what it has not computed yet (the next
+prompt chunk, or the token sampled last step) within the step's token budget, ``max_num_batched_tokens``. A
+sequence that needs a new KV block when none is free preempts the most recently admitted running sequence, which
+may be itself: its blocks are freed and it goes back to the head of the queue, to be recomputed (prompt and output
+so far) when readmitted. Only in a step without preemptions are waiting requests admitted, first come first served
+while a batching slot is free: a sequence when the KV blocks for its first chunk are free (after prefix cache hits),
+and the head of the queue blocks those behind it, so a long prompt is never starved by short ones.
+
+Everything here is synchronous and deterministic: ``plan_step`` decides a step and takes its blocks,
+``finish_step`` applies it once the step's time has passed. Time and delivery are the caller's business.
 """
 
-import asyncio
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.sim.kv_cache import KvAllocation, KvCache
+from engine.sim.config import SimConfig
+from engine.sim.kv_cache import KvCache
+from engine.sim.sequence import Sequence, SlotHolder, Status
 
 
-@dataclass(frozen=True, eq=False)
-class _Waiter:
-    prompt_tokens: Sequence[str]
-    final_length: int
-    admitted: asyncio.Future[KvAllocation]
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    chunks: tuple[tuple[Sequence, int], ...]
+    """Each scheduled sequence and how many of its tokens the step computes."""
+    num_decoding: int
+    """Scheduled sequences that compute just the token they sampled last (as opposed to prefill or recompute)."""
+    num_prefill_tokens: int
+    """Tokens computed for the other scheduled sequences."""
+    admitted: tuple[Sequence, ...]
+    """Sequences scheduled for the first time."""
+    preempted: tuple[Sequence, ...]
+    admitted_holders: tuple[SlotHolder, ...]
 
 
-class BatchScheduler:
-    def __init__(self, max_num_seqs: int, kv_cache: KvCache) -> None:
-        self._max_num_seqs = max_num_seqs
-        self._kv_cache = kv_cache
-        self._running = 0
-        self._waiters: deque[_Waiter] = deque()
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    sampled: tuple[Sequence, ...]
+    """Sequences that sampled one more output token in the step."""
+    finished: tuple[Sequence, ...]
+    """The sampled sequences that are now complete; their blocks are freed."""
+
+
+class Scheduler:
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.kv_cache = KvCache(config.num_kv_blocks, config.block_size, config.enable_prefix_caching)
+        self.waiting: deque[Sequence | SlotHolder] = deque()
+        self.running: list[Sequence] = []
+        self.holders: set[SlotHolder] = set()
 
     @property
-    def running(self) -> int:
-        return self._running
+    def num_running(self) -> int:
+        """Requests holding a batching slot, vLLM's ``num_requests_running``."""
+        return len(self.running) + len(self.holders)
 
     @property
-    def waiting(self) -> int:
-        return len(self._waiters)
+    def num_waiting(self) -> int:
+        """Requests queued, preempted ones included, vLLM's ``num_requests_waiting``."""
+        return len(self.waiting)
 
-    async def admit(self, prompt_tokens: Sequence[str], final_length: int) -> KvAllocation:
-        """Wait for a slot and the KV blocks for a sequence that ends at ``final_length`` tokens.
+    @property
+    def has_work(self) -> bool:
+        """Whether a step could do anything: slot holders run on their own and need none."""
+        return bool(self.running or self.waiting)
 
-        The caller must ``release`` the allocation it gets back, also when it is cancelled afterwards.
-        """
-        if not self._waiters and self._has_room_for(final_length):
-            return self._start(prompt_tokens, final_length)
-        waiter = _Waiter(prompt_tokens, final_length, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
-        try:
-            return await waiter.admitted
-        except asyncio.CancelledError:
-            if waiter.admitted.done() and not waiter.admitted.cancelled():
-                # Admitted in the same loop iteration as the cancellation: the caller never sees the
-                # allocation, so give it back here.
-                self.release(waiter.admitted.result())
-            elif waiter in self._waiters:
-                self._waiters.remove(waiter)
-                self._admit_waiters()
-            raise
+    def add(self, entry: Sequence | SlotHolder) -> None:
+        self.waiting.append(entry)
 
-    def release(self, allocation: KvAllocation) -> None:
-        self._kv_cache.free(allocation)
-        self._running -= 1
-        self._admit_waiters()
+    def remove(self, entry: Sequence | SlotHolder) -> None:
+        """Take a request out at once, wherever it is, freeing its slot and blocks: a client gave up, or a slot
+        holder is done. A step already planned with it skips it. Removing a finished request does nothing."""
+        if entry.status is Status.WAITING:
+            self.waiting.remove(entry)
+            entry.status = Status.ABORTED
+        elif entry.status is Status.RUNNING:
+            if isinstance(entry, SlotHolder):
+                self.holders.remove(entry)
+                entry.status = Status.FINISHED
+            else:
+                self.running.remove(entry)
+                self.kv_cache.free(entry)
+                entry.status = Status.ABORTED
 
-    def _has_room_for(self, final_length: int) -> bool:
-        return self._running < self._max_num_seqs and self._kv_cache.can_allocate(final_length)
+    def plan_step(self) -> StepPlan:
+        """Decide the next step: which sequences compute how many tokens, who is preempted, who is admitted."""
+        chunks: list[tuple[Sequence, int]] = []
+        preempted: list[Sequence] = []
+        budget = self._schedule_running(chunks, preempted)
+        admitted: list[Sequence] = []
+        holders: list[SlotHolder] = []
+        # vLLM admits nobody in a step that had to preempt: the queue's head would only be preempted again.
+        if not preempted:
+            self._admit_waiting(budget, chunks, admitted, holders)
+        num_decoding = num_prefill_tokens = 0
+        for sequence, count in chunks:
+            # Planned but not applied yet: a decoding sequence computes just the token it sampled last.
+            if sequence.num_output > 0 and sequence.num_computed == sequence.num_tokens - 1:
+                num_decoding += 1
+            else:
+                num_prefill_tokens += count
+        return StepPlan(
+            chunks=tuple(chunks),
+            num_decoding=num_decoding,
+            num_prefill_tokens=num_prefill_tokens,
+            admitted=tuple(admitted),
+            preempted=tuple(preempted),
+            admitted_holders=tuple(holders),
+        )
 
-    def _start(self, prompt_tokens: Sequence[str], final_length: int) -> KvAllocation:
-        self._running += 1
-        return self._kv_cache.allocate(prompt_tokens, final_length)
-
-    def _admit_waiters(self) -> None:
-        while self._waiters:
-            head = self._waiters[0]
-            # A cancelled waiter leaves the queue itself once its task runs again; until then it must not be
-            # handed an allocation nobody would release.
-            if head.admitted.cancelled():
-                self._waiters.popleft()
+    def finish_step(self, plan: StepPlan) -> StepResult:
+        """Apply a planned step: advance what each sequence has computed, sample a token for each that has
+        computed all its tokens, and retire the complete ones."""
+        sampled: list[Sequence] = []
+        finished: list[Sequence] = []
+        for sequence, count in plan.chunks:
+            if sequence.status is not Status.RUNNING:
                 continue
-            if not self._has_room_for(head.final_length):
+            sequence.num_computed += count
+            if sequence.num_computed < sequence.num_tokens:
+                continue
+            sequence.num_output += 1
+            sampled.append(sequence)
+            if sequence.is_complete:
+                sequence.status = Status.FINISHED
+                self.running.remove(sequence)
+                self.kv_cache.free(sequence)
+                finished.append(sequence)
+        return StepResult(sampled=tuple(sampled), finished=tuple(finished))
+
+    def _schedule_running(self, chunks: list[tuple[Sequence, int]], preempted: list[Sequence]) -> int:
+        """Schedule the running sequences, oldest first, preempting as needed; returns the budget left."""
+        budget = self.config.max_num_batched_tokens
+        index = 0
+        while index < len(self.running) and budget > 0:
+            sequence = self.running[index]
+            count = min(sequence.num_tokens - sequence.num_computed, budget)
+            if not self._make_room(sequence, sequence.num_computed + count, preempted):
+                break
+            self.kv_cache.cache_full_blocks(sequence, sequence.num_computed + count)
+            chunks.append((sequence, count))
+            budget -= count
+            index += 1
+        return budget
+
+    def _admit_waiting(
+        self,
+        budget: int,
+        chunks: list[tuple[Sequence, int]],
+        admitted: list[Sequence],
+        holders: list[SlotHolder],
+    ) -> None:
+        """Admit from the head of the queue while a slot is free and the head fits."""
+        while self.waiting and self.num_running < self.config.max_num_seqs:
+            head = self.waiting[0]
+            if isinstance(head, SlotHolder):
+                self.waiting.popleft()
+                head.status = Status.RUNNING
+                self.holders.add(head)
+                holders.append(head)
+                continue
+            if budget == 0:
                 return
-            self._waiters.popleft()
-            head.admitted.set_result(self._start(head.prompt_tokens, head.final_length))
+            cached = self.kv_cache.cached_prefix(head)
+            num_cached = len(cached) * self.kv_cache.block_size
+            count = min(head.num_tokens - num_cached, budget)
+            if not self.kv_cache.allocate(head, num_cached + count, cached):
+                return
+            self.waiting.popleft()
+            head.status = Status.RUNNING
+            head.num_computed = num_cached
+            self.kv_cache.cache_full_blocks(head, num_cached + count)
+            self.running.append(head)
+            if head.num_preemptions == 0:
+                head.num_cached_tokens = num_cached
+                admitted.append(head)
+            chunks.append((head, count))
+            budget -= count
+
+    def _make_room(self, sequence: Sequence, num_tokens: int, preempted: list[Sequence]) -> bool:
+        """Get the sequence blocks for ``num_tokens`` tokens, preempting from the back of the batch as long as
+        needed; False if the sequence had to preempt itself."""
+        while not self.kv_cache.allocate(sequence, num_tokens):
+            victim = self.running.pop()
+            self.kv_cache.free(victim)
+            victim.status = Status.WAITING
+            victim.num_computed = 0
+            victim.num_preemptions += 1
+            self.waiting.appendleft(victim)
+            preempted.append(victim)
+            if victim is sequence:
+                return False
+        return True

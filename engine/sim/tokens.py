@@ -1,6 +1,6 @@
 """Deterministic tokenisation of prompts and the synthetic text the simulator "generates".
 
-Tokens are kept as strings rather than only counted so that a prefix cache can later hash blocks of them.
+Tokens are kept as strings rather than only counted so that the prefix cache can hash blocks of them.
 The tokeniser is a rough stand-in for a BPE vocabulary: a token is a run of at most six letters or three digits,
 or one other character, each taking a single space in front of it along; other whitespace runs are one token.
 """

@@ -1,9 +1,9 @@
-"""One simulated vLLM worker: its batching state, its metrics and its OpenAI-compatible HTTP API."""
+"""One simulated vLLM worker: its engine, its metrics and its OpenAI-compatible HTTP API."""
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from typing import Final
 from uuid import uuid4
@@ -12,9 +12,9 @@ import orjson
 from aiohttp import web
 
 from engine.sim.config import SimConfig
+from engine.sim.engine_core import Clock, EngineCore, Sleep
 from engine.sim.errors import ApiError, model_not_found
-from engine.sim.kv_cache import KvCache
-from engine.sim.latency import inter_token_seconds, prefill_seconds, speech_seconds
+from engine.sim.latency import speech_seconds
 from engine.sim.metrics import METRICS_CONTENT_TYPE, WorkerMetrics
 from engine.sim.planning import GenerationPlan, plan_generation
 from engine.sim.request_parsing import (
@@ -30,7 +30,7 @@ from engine.sim.response_payloads import (
     model_list,
     text_completion,
 )
-from engine.sim.scheduler import BatchScheduler
+from engine.sim.scheduler import Scheduler
 from engine.sim.speech import CONTENT_TYPES, SpeechRequest, encode_audio, parse_speech
 from engine.sim.sse_streams import ChatEventStream, CompletionEventStream, EventStream, usage_of
 from engine.sim.tokens import chat_prompt_tokens, tokenize
@@ -40,13 +40,12 @@ _logger = logging.getLogger(__name__)
 # Base64 data URLs of images make chat bodies large; vLLM sets no limit of its own.
 MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
 
-Sleep = Callable[[float], Awaitable[None]]
-Clock = Callable[[], float]
-TokenSink = Callable[[int, int, str], Awaitable[None]]
+TokenSink = Callable[[int, int, tuple[str, ...]], Awaitable[None]]
 
 
 class SimWorker:
-    """Runs generation plans under continuous batching and the latency model, and keeps its metrics true.
+    """Runs generation plans on a simulated engine (continuous batching, a prefix-caching KV cache, preemption)
+    under the latency model, and keeps its vLLM metrics true.
 
     ``clock`` (monotonic seconds) and ``sleep`` are injectable so tests can hold or skip simulated time.
     """
@@ -63,15 +62,15 @@ class SimWorker:
             raise ValueError(f"a worker needs at least one non-empty model name, got {list(model_names)!r}")
         self.model_names = tuple(model_names)
         self.config = config
-        self.kv_cache = KvCache(config.num_kv_blocks, config.block_size)
-        self.scheduler = BatchScheduler(config.max_num_seqs, self.kv_cache)
+        self.scheduler = Scheduler(config)
         self.metrics = WorkerMetrics(
             self.model_names[0],
             config,
-            running=lambda: self.scheduler.running,
-            waiting=lambda: self.scheduler.waiting,
-            kv_cache_usage=lambda: self.kv_cache.usage,
+            running=lambda: self.scheduler.num_running,
+            waiting=lambda: self.scheduler.num_waiting,
+            kv_cache_usage=lambda: self.scheduler.kv_cache.usage,
         )
+        self.engine = EngineCore(self.scheduler, config, self.metrics, clock=clock, sleep=sleep)
         self.created = int(time.time())
         self._clock = clock
         self._sleep = sleep
@@ -80,43 +79,17 @@ class SimWorker:
         check_context_length(len(prompt_tokens), max_tokens, self.config.max_model_len, prompt_param)
         return plan_generation(self.config, prompt_tokens, max_tokens)
 
-    async def generate(self, plan: GenerationPlan) -> AsyncGenerator[str, None]:
-        """Yield the plan's tokens as the simulated engine produces them.
-
-        Close the iterator (``contextlib.aclosing``) when abandoning it, so its batching slot and KV blocks are
-        freed at once rather than whenever it is garbage collected.
-        """
-        arrival = self._clock()
-        allocation = await self.scheduler.admit(plan.prompt_tokens, plan.final_length)
-        try:
-            prompt_length = len(plan.prompt_tokens)
-            self.metrics.prompt_tokens.inc(prompt_length)
-            self.metrics.prefix_cache_queries.inc(prompt_length)
-            self.metrics.prefix_cache_hits.inc(allocation.cached_tokens)
-            await self._sleep(prefill_seconds(self.config, prompt_length - allocation.cached_tokens))
-            for position, token in enumerate(plan.output_tokens):
-                if position > 0:
-                    await self._sleep(inter_token_seconds(self.config, self.scheduler.running))
-                self.kv_cache.append_token(allocation)
-                self.metrics.generation_tokens.inc()
-                if position == 0:
-                    self.metrics.time_to_first_token.observe(self._clock() - arrival)
-                yield token
-            self.metrics.e2e_request_latency.observe(self._clock() - arrival)
-            self.metrics.record_success(plan.finish_reason)
-        finally:
-            self.scheduler.release(allocation)
-
     async def generate_all(self, plans: Sequence[GenerationPlan], sink: TokenSink) -> None:
-        """Generate every plan concurrently, as separate sequences, handing each token to ``sink`` with its
-        choice index and position. If one fails or is cancelled, the others are cancelled and freed too."""
+        """Generate every plan concurrently, as separate sequences, handing each batch of tokens to ``sink`` with
+        its choice index and the position of its first token, as soon as the engine has sampled them. If one fails
+        or is cancelled, the others are cancelled, their slots and KV blocks freed at once."""
 
         async def generate_one(choice_index: int, plan: GenerationPlan) -> None:
-            async with aclosing(self.generate(plan)) as tokens:
+            async with aclosing(self.engine.generate(plan)) as batches:
                 position = 0
-                async for token in tokens:
-                    await sink(choice_index, position, token)
-                    position += 1
+                async for batch in batches:
+                    await sink(choice_index, position, batch)
+                    position += len(batch)
 
         async with asyncio.TaskGroup() as group:
             for choice_index, plan in enumerate(plans):
@@ -127,18 +100,15 @@ class SimWorker:
 
         A speech request holds a batching slot while it runs, so it shows in the running/waiting gauges and
         competes with generation for ``max_num_seqs``, but no KV blocks: the simulator does not model a speech
-        model's cache. It counts in the end-to-end latency and ``request_success`` (reason ``stop``), not in the
-        token counters or the time to first token: it has no tokens.
+        model's cache. It counts in the queue time, the end-to-end latency and ``request_success`` (reason
+        ``stop``), not in the token counters or the time to first token: it has no tokens.
         """
         arrival = self._clock()
-        allocation = await self.scheduler.admit((), final_length=0)
-        try:
+        async with self.engine.slot():
             await self._sleep(speech_seconds(self.config, request.characters))
             audio = encode_audio(request)
             self.metrics.e2e_request_latency.observe(self._clock() - arrival)
             self.metrics.record_success("stop")
-        finally:
-            self.scheduler.release(allocation)
         return audio
 
 
@@ -217,8 +187,8 @@ class _OpenAiApi:
     async def _finish(self, plans: Sequence[GenerationPlan]) -> list[FinishedChoice]:
         texts: list[list[str]] = [[] for _ in plans]
 
-        async def collect(choice_index: int, position: int, token: str) -> None:
-            texts[choice_index].append(token)
+        async def collect(choice_index: int, position: int, tokens: tuple[str, ...]) -> None:
+            texts[choice_index].extend(tokens)
 
         await self._worker.generate_all(plans, collect)
         return [FinishedChoice("".join(tokens), plan.finish_reason) for tokens, plan in zip(texts, plans, strict=True)]
@@ -231,8 +201,14 @@ class _OpenAiApi:
         )
         await response.prepare(request)
 
-        async def send(choice_index: int, position: int, token: str) -> None:
-            await response.write(events.token_frames(choice_index, position, token))
+        async def send(choice_index: int, position: int, tokens: tuple[str, ...]) -> None:
+            if len(tokens) == 1:  # the common case, and the one that runs for every token: no joining
+                await response.write(events.token_frames(choice_index, position, tokens[0]))
+                return
+            frames = [
+                events.token_frames(choice_index, position + offset, token) for offset, token in enumerate(tokens)
+            ]
+            await response.write(b"".join(frames))
 
         try:
             await self._worker.generate_all(plans, send)

@@ -29,7 +29,8 @@ def test_zipf_skew_makes_the_first_group_the_most_requested() -> None:
 
 
 def test_summaries_and_the_reference_rate() -> None:
-    outcomes = [Outcome(0.1 * i, 0.2 * i, 4, 0.0001, "a") for i in range(1, 11)] + [Outcome(None, None, 0, 0.0, "a")]
+    outcomes = [Outcome(0.0, 0.1 * i, 0.2 * i, 4, 0.0001, "a") for i in range(1, 11)]
+    outcomes.append(Outcome(0.0, None, None, 0, 0.0, "a"))
     row = summarise(outcomes, seconds=2.0, hits=30.0, queries=60.0)
     assert row["failed"] == 1 and row["output_tokens_per_s"] == 20.0 and row["prefix_hit_rate"] == 0.5
     assert row["ttft_p90_s"] == percentile([0.1 * i for i in range(1, 11)], 0.9)

@@ -122,4 +122,5 @@ def test_no_reachable_worker_is_503_json(tmp_path: Path) -> None:
         assert stack.stop() == 0, stack.log()
     assert response.status_code == 503, f"{response.text}\n{stack.log()}"
     assert response.headers["content-type"] == "application/json"
-    assert response.json()["error"]["code"] == "upstream_unavailable"
+    # The picker never sends a request to a worker whose metrics it cannot read: the 503 is the picker's own.
+    assert response.json()["error"]["code"] == "no_healthy_endpoint"

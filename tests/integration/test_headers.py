@@ -38,8 +38,13 @@ class EchoWorker:
             usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
             return web.json_response({"object": "chat.completion", "choices": [], "usage": usage})
 
+        async def metrics(request: web.Request) -> web.Response:
+            # The picker schedules only on endpoints whose vLLM metrics it can read.
+            return web.Response(text="vllm:num_requests_running 0\nvllm:num_requests_waiting 0\n")
+
         app = web.Application()
         app.router.add_post("/v1/chat/completions", chat)
+        app.router.add_get("/metrics", metrics)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

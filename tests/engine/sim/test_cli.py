@@ -53,6 +53,13 @@ def test_knob_options_build_the_config() -> None:
     assert (args.itl_ms, args.max_num_seqs, args.output_tokens) == (2.5, 3, SimConfig().output_tokens)
 
 
+@pytest.mark.parametrize(("text", "expected"), [("False", False), ("false", False), ("True", True), ("TRUE", True)])
+def test_boolean_knobs_take_a_value_as_the_config_file_passes_them(text: str, expected: bool) -> None:
+    args = make_parser().parse_args(["--worker", "m=127.0.0.1:1", "--enable-prefix-caching", text])
+
+    assert args.enable_prefix_caching is expected
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
@@ -60,6 +67,8 @@ def test_knob_options_build_the_config() -> None:
         ("--output-tokens", "1.5", "'1.5' is not a valid int"),
         ("--itl-ms", "-2", "itl_ms must be a finite number >= 0, got -2.0"),
         ("--ttft-base-ms", "fast", "'fast' is not a valid float"),
+        ("--enable-prefix-caching", "yes", "'yes' is not a valid bool"),
+        ("--max-num-batched-tokens", "0", "max_num_batched_tokens must be an integer >= 1, got 0"),
         ("--drain-seconds", "inf", "drain seconds must be a finite number >= 0, got 'inf'"),
     ],
 )

@@ -9,6 +9,7 @@ def test_defaults_match_the_documented_latency_model() -> None:
     assert (config.ttft_base_ms, config.ttft_per_prompt_token_ms, config.itl_ms) == (15.0, 0.05, 4.0)
     assert (config.itl_batch_factor, config.output_tokens, config.max_num_seqs) == (0.05, 16, 8)
     assert (config.num_kv_blocks, config.block_size) == (1024, 16)
+    assert (config.max_num_batched_tokens, config.enable_prefix_caching) == (2048, True)
 
 
 def test_max_model_len_is_the_kv_capacity_in_tokens() -> None:
@@ -29,6 +30,8 @@ def test_max_model_len_is_the_kv_capacity_in_tokens() -> None:
         ("max_num_seqs", 2.5),  # slots are whole
         ("num_kv_blocks", -3),
         ("block_size", False),
+        ("max_num_batched_tokens", 0),
+        ("enable_prefix_caching", 1),  # a flag is true or false, not a number
     ],
 )
 def test_rejects_bad_knob_naming_field_and_value(field: str, value: object) -> None:

@@ -8,7 +8,7 @@ import pytest
 from engine.sim.config import SimConfig
 from engine.sim.runner import ListeningWorker, WorkerBinding, WorkerSpec, listening, serve
 from engine.sim.worker import SimWorker
-from tests.engine.sim.support import FAST_CONFIG, HeldSleep, wait_until
+from tests.engine.sim.support import FAST_CONFIG, HeldSleep, assert_nothing_held, wait_until
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ async def test_stop_lets_in_flight_requests_finish(http: aiohttp.ClientSession) 
             return usage
 
     request = asyncio.create_task(complete())
-    await wait_until(lambda: ready[0].worker.scheduler.running == 1)
+    await wait_until(lambda: ready[0].worker.scheduler.num_running == 1)
     stop.set()
 
     assert (await request)["completion_tokens"] == 5
@@ -72,12 +72,12 @@ async def test_stop_lets_in_flight_requests_finish(http: aiohttp.ClientSession) 
 
 
 async def test_drain_gives_up_on_requests_that_outlast_it(http: aiohttp.ClientSession) -> None:
-    worker = SimWorker(("m",), FAST_CONFIG, sleep=HeldSleep())  # never finishes by itself
+    worker = SimWorker(("m",), FAST_CONFIG, sleep=HeldSleep(free_calls=1))  # past the front end, stuck in a step
     async with listening([WorkerBinding(worker, "127.0.0.1", 0)], drain_seconds=0.1) as (listening_worker,):
         body = {"model": "m", "prompt": "x"}
         request = asyncio.create_task(http.post(listening_worker.url + "/v1/completions", json=body))
-        await wait_until(lambda: worker.scheduler.running == 1)
+        await wait_until(lambda: worker.scheduler.num_running == 1)
 
-    assert (worker.scheduler.running, worker.kv_cache.held_blocks) == (0, 0)
+    assert_nothing_held(worker)
     with pytest.raises(aiohttp.ClientError):
         await request

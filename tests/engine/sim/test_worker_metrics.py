@@ -4,10 +4,11 @@ import asyncio
 from collections.abc import Mapping
 
 import aiohttp
+import pytest
 
 from engine.sim.config import SimConfig
 from engine.sim.worker import SimWorker
-from tests.engine.sim.support import FAST_CONFIG, HeldSleep, instant_sleep, served, wait_until
+from tests.engine.sim.support import FAST_CONFIG, HeldSleep, VirtualTime, instant_sleep, served, wait_until
 from tests.helpers import metric_samples
 
 MODEL = frozenset({("model_name", "sim")})
@@ -32,11 +33,21 @@ async def test_idle_worker_exposes_every_metric_at_zero(http: aiohttp.ClientSess
 
     for gauge in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"):
         assert samples[(gauge, MODEL)] == 0.0
-    for counter in ("prompt_tokens", "generation_tokens", "prefix_cache_queries", "prefix_cache_hits"):
+    counters = ("prompt_tokens", "generation_tokens", "prefix_cache_queries", "prefix_cache_hits", "num_preemptions")
+    for counter in counters:
         assert samples[(f"vllm:{counter}_total", MODEL)] == 0.0
-    assert samples[("vllm:time_to_first_token_seconds_count", MODEL)] == 0.0
-    assert samples[("vllm:e2e_request_latency_seconds_count", MODEL)] == 0.0
-    cache_labels = frozenset({("block_size", "16"), ("num_gpu_blocks", "1024"), ("enable_prefix_caching", "False")})
+    for histogram in ("time_to_first_token", "inter_token_latency", "e2e_request_latency", "request_queue_time"):
+        assert samples[(f"vllm:{histogram}_seconds_count", MODEL)] == 0.0
+    cache_labels = frozenset({("block_size", "16"), ("num_gpu_blocks", "1024"), ("enable_prefix_caching", "True")})
+    assert samples[("vllm:cache_config_info", cache_labels)] == 1.0
+
+
+async def test_cache_config_info_tells_when_prefix_caching_is_off(http: aiohttp.ClientSession) -> None:
+    config = SimConfig(num_kv_blocks=64, block_size=8, enable_prefix_caching=False)
+    async with served(SimWorker(("sim",), config, sleep=instant_sleep)) as base:
+        samples = await scrape(http, base)
+
+    cache_labels = frozenset({("block_size", "8"), ("num_gpu_blocks", "64"), ("enable_prefix_caching", "False")})
     assert samples[("vllm:cache_config_info", cache_labels)] == 1.0
 
 
@@ -49,40 +60,46 @@ async def test_counters_and_histograms_after_requests(http: aiohttp.ClientSessio
 
     assert samples[("vllm:prompt_tokens_total", MODEL)] == 6.0
     assert samples[("vllm:prefix_cache_queries_total", MODEL)] == 6.0
-    assert samples[("vllm:prefix_cache_hits_total", MODEL)] == 0.0
+    assert samples[("vllm:prefix_cache_hits_total", MODEL)] == 0.0  # 3 tokens fill no 16-token block
     assert samples[("vllm:generation_tokens_total", MODEL)] == 6.0
     assert samples[("vllm:request_success_total", MODEL | {("finished_reason", "stop")})] == 1.0
     assert samples[("vllm:request_success_total", MODEL | {("finished_reason", "length")})] == 1.0
     assert samples[("vllm:time_to_first_token_seconds_count", MODEL)] == 2.0
+    assert samples[("vllm:inter_token_latency_seconds_count", MODEL)] == 4.0  # 3 + 1 gaps
     assert samples[("vllm:e2e_request_latency_seconds_count", MODEL)] == 2.0
+    assert samples[("vllm:request_queue_time_seconds_count", MODEL)] == 2.0
 
 
-async def test_ttft_and_e2e_follow_the_injected_clock(http: aiohttp.ClientSession) -> None:
-    now = [100.0]
-
-    async def sleep_on_fake_clock(seconds: float) -> None:
-        now[0] += seconds
-
-    # Prefill 10 ms + 0 per token, then 3 more tokens at 5 ms: TTFT 0.010 s, end-to-end 0.025 s.
+async def test_latency_histograms_follow_the_injected_clock(http: aiohttp.ClientSession) -> None:
+    time = VirtualTime()
+    # Front end 10 ms, then a prefill step of 5 ms (no per-token cost) gives the first token at 15 ms; three
+    # decode steps of 5 ms each end the request at 30 ms.
     config = SimConfig(ttft_base_ms=10, ttft_per_prompt_token_ms=0, itl_ms=5, itl_batch_factor=0, output_tokens=4)
-    worker = SimWorker(("sim",), config, clock=lambda: now[0], sleep=sleep_on_fake_clock)
+    worker = SimWorker(("sim",), config, clock=time.clock, sleep=time.sleep)
     async with served(worker) as base:
         await post_status(http, base + "/v1/completions", {"model": "sim", "prompt": "hi"})
         samples = await scrape(http, base)
 
-    assert abs(samples[("vllm:time_to_first_token_seconds_sum", MODEL)] - 0.010) < 1e-9
-    assert abs(samples[("vllm:e2e_request_latency_seconds_sum", MODEL)] - 0.025) < 1e-9
+    assert samples[("vllm:time_to_first_token_seconds_sum", MODEL)] == pytest.approx(0.015)
+    assert samples[("vllm:inter_token_latency_seconds_sum", MODEL)] == pytest.approx(0.015)
+    assert samples[("vllm:inter_token_latency_seconds_count", MODEL)] == 3.0
+    assert samples[("vllm:e2e_request_latency_seconds_sum", MODEL)] == pytest.approx(0.030)
+    assert samples[("vllm:request_queue_time_seconds_sum", MODEL)] == 0.0
 
 
 async def test_gauges_show_requests_in_flight_and_return_to_zero(http: aiohttp.ClientSession) -> None:
     sleep = HeldSleep()
-    # Blocks of 4 tokens: each in-flight request holds ceil(3 prompt tokens / 4) = 1 of the 10 blocks.
-    config = SimConfig(max_num_seqs=2, num_kv_blocks=10, block_size=4, output_tokens=4)
+    # Blocks of 4 tokens: each running request holds ceil(3 prompt tokens / 4) = 1 of the 10 blocks.
+    config = SimConfig(ttft_base_ms=0, max_num_seqs=2, num_kv_blocks=10, block_size=4, output_tokens=4)
     worker = SimWorker(("sim",), config, sleep=sleep)
     async with served(worker) as base:
-        body = {"model": "sim", "prompt": "a b c"}
-        requests = [asyncio.create_task(post_status(http, base + "/v1/completions", body)) for _ in range(3)]
-        await wait_until(lambda: worker.scheduler.waiting == 1)
+        url, body = base + "/v1/completions", {"model": "sim", "prompt": "a b c"}
+        requests = [asyncio.create_task(post_status(http, url, body))]
+        await wait_until(lambda: sleep.held == 1)  # the first request's prefill step
+        requests += [asyncio.create_task(post_status(http, url, body)) for _ in range(2)]
+        await wait_until(lambda: worker.scheduler.num_waiting == 2)
+        sleep.step()  # the next step admits one of the two into the second slot
+        await wait_until(lambda: sleep.held == 1)
         in_flight = await scrape(http, base)
         sleep.release()
         statuses = await asyncio.gather(*requests)

@@ -11,8 +11,9 @@ import openai
 import pytest
 
 from engine.sim.config import SimConfig
+from engine.sim.engine_core import Clock, Sleep
 from engine.sim.speech import MAX_INPUT_CHARACTERS, MIN_SPEED, SAMPLE_RATE, parse_speech
-from engine.sim.worker import Clock, SimWorker, Sleep
+from engine.sim.worker import SimWorker
 from tests.engine.sim.support import FAST_CONFIG, HeldSleep, instant_sleep, served, wait_until
 from tests.helpers import metric_samples
 
@@ -196,7 +197,7 @@ async def test_speech_requests_hold_a_batching_slot_and_count_as_successes(http:
     worker = make_worker(SimConfig(max_num_seqs=1), sleep=sleep)
     async with served(worker) as base:
         requests = [asyncio.create_task(post_speech(http, base, speech())) for _ in range(2)]
-        await wait_until(lambda: worker.scheduler.waiting == 1)
+        await wait_until(lambda: worker.scheduler.num_waiting == 1)
         async with http.get(base + "/metrics") as response:
             in_flight = metric_samples(await response.text())
         sleep.release()
@@ -209,6 +210,7 @@ async def test_speech_requests_hold_a_batching_slot_and_count_as_successes(http:
     assert [status for status, _, _ in results] == [200, 200]
     assert after[("vllm:request_success_total", MODEL | {("finished_reason", "stop")})] == 2.0
     assert after[("vllm:e2e_request_latency_seconds_count", MODEL)] == 2.0
+    assert after[("vllm:request_queue_time_seconds_count", MODEL)] == 2.0
     # Speech has no tokens: the token counters and the time to first token stay untouched.
     assert after[("vllm:prompt_tokens_total", MODEL)] == 0.0
     assert after[("vllm:generation_tokens_total", MODEL)] == 0.0
