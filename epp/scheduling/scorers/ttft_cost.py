@@ -2,7 +2,7 @@
 
     cost = own uncached prompt tokens    (the prefix index says how much of the prompt it holds)
          + prefill work ahead            (the larger of the two estimates below)
-         + running * running_request_tokens   (decode steps share every engine step with prefill)
+         + (running + picked since the scrape) * running_request_tokens   (decode shares every engine step)
 
 Prefill work ahead, estimated two ways because each misses something:
 
@@ -57,7 +57,8 @@ class TtftCostScorer:
             seen_ahead = metrics.waiting * typical + candidate.pending_tokens
             ahead = max(seen_ahead, self._backlog_at(candidate.address, now))
             own = prompt * (1.0 - view.cached_fraction(candidate.address))
-            cost = own + ahead + metrics.running * self.running_request_tokens
+            # Picks since the scrape will be running by the time this request is: they share its steps too.
+            cost = own + ahead + (metrics.running + candidate.pending) * self.running_request_tokens
             usage = metrics.kv_cache_usage
             costs.append(cost * (1.0 + self.kv_cache_penalty * usage * usage))
         return lower_is_better(costs)
