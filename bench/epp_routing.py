@@ -145,8 +145,8 @@ async def main_async(argv: Sequence[str]) -> int:
         duration_help="seconds of arrivals per run",
         quick_help="two rates, one short round, a 4-endpoint pool",
     )
-    parser.add_argument("--rates", default="4,8,12,16,20", help="arrival rates in requests/s (default: 4,8,12,16,20)")
-    parser.add_argument("--endpoints", type=int, default=8, help="simulated workers in the pool (default: 8)")
+    parser.add_argument("--rates", default="8,14,20,24", help="arrival rates in requests/s (default: 8,14,20,24)")
+    parser.add_argument("--endpoints", type=int, default=4, help="simulated workers in the pool (default: 4)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated profiles to compare")
     parser.add_argument("--scrape-interval-ms", type=float, default=50.0, help="picker scrape interval (default: 50)")
     parser.add_argument("--decisions", type=int, default=3000, help="decisions timed per policy and pool size")

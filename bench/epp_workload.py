@@ -23,7 +23,7 @@ class WorkloadShape:
     questions_per_group: int = 32
     system_prompt_words: int = 1000
     question_words: int = 200
-    max_tokens: int = 24
+    max_tokens: int = 16
     zipf_s: float = 0.8
 
 

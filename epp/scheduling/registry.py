@@ -105,6 +105,7 @@ def _ttft_cost(params: Section, shared: _Shared) -> Scorer:
         prefill_tokens_per_s=params.number("prefill_tokens_per_s", 5000.0, minimum=1.0),
         running_request_tokens=params.number("running_request_tokens", 32.0),
         kv_cache_penalty=params.number("kv_cache_penalty", 1.0),
+        recompute_weight=params.number("recompute_weight", 3.0),
         initial_prompt_tokens=params.number("initial_prompt_tokens", 512.0),
     )
     shared.observers.append(scorer)

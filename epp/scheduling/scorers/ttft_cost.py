@@ -38,6 +38,7 @@ class TtftCostScorer:
     prefill_tokens_per_s: float = 5000.0
     running_request_tokens: float = 32.0
     kv_cache_penalty: float = 1.0
+    recompute_weight: float = 3.0
     initial_prompt_tokens: float = 512.0
     clock: Callable[[], float] = time.monotonic
     _typical: float = field(init=False)
@@ -56,7 +57,7 @@ class TtftCostScorer:
             metrics = candidate.metrics
             seen_ahead = metrics.waiting * typical + candidate.pending_tokens
             ahead = max(seen_ahead, self._backlog_at(candidate.address, now))
-            own = prompt * (1.0 - view.cached_fraction(candidate.address))
+            own = prompt * (1.0 - view.cached_fraction(candidate.address)) * self.recompute_weight
             # Picks since the scrape will be running by the time this request is: they share its steps too.
             cost = own + ahead + (metrics.running + candidate.pending) * self.running_request_tokens
             usage = metrics.kv_cache_usage
