@@ -84,7 +84,7 @@ class SaturationSettings:
 class EppSettings(ServerSettings):
     """Where the picker listens, how it watches its endpoints, and its scheduling profile."""
 
-    scrape_interval_s: float = 0.05
+    scrape_interval_s: float = 0.1
     scrape_timeout_s: float = 1.0
     metrics_staleness_s: float = 2.0
     fallbacks: int = 2
@@ -129,7 +129,7 @@ def _parse_pool(pool: Section, name: str, default_namespace: str) -> PoolSetting
 
 def parse_epp(section: Section, host: str, grpc_port: int, metrics_port: int, drain_seconds: float) -> EppSettings:
     """The ``epp:`` section; the server keys' defaults come from the caller so all three servers share them."""
-    interval_ms = section.number("scrape_interval_ms", 50.0, minimum=1.0)
+    interval_ms = section.number("scrape_interval_ms", 100.0, minimum=1.0)
     timeout_ms = section.number("scrape_timeout_ms", 1000.0, minimum=1.0)
     staleness_ms = section.number("metrics_staleness_ms", 2000.0, minimum=1.0)
     if staleness_ms < interval_ms:

@@ -122,7 +122,7 @@ def test_epp_defaults() -> None:
         grpc_port=9003,
         metrics_port=9093,
         drain_seconds=10.0,
-        scrape_interval_s=0.05,
+        scrape_interval_s=0.1,
         scrape_timeout_s=1.0,
         metrics_staleness_s=2.0,
         fallbacks=2,
