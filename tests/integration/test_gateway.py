@@ -171,6 +171,10 @@ async def test_forged_routing_and_identity_headers_are_ignored(stack: RunningSta
 async def test_requests_spread_over_the_pool_and_are_metered(
     stack: RunningStack, client: openai.AsyncOpenAI, http: httpx.AsyncClient
 ) -> None:
+    # The picker weighs running requests: an even spread is only expected from idle workers (earlier tests may
+    # still be streaming), and after a scrape has shown them idle.
+    await until_idle(stack)
+    await asyncio.sleep(0.3)
     before = await worker_successes(stack)
     await asyncio.gather(
         *(client.chat.completions.create(model=LLAMA, messages=HELLO, max_tokens=2) for _ in range(12))
@@ -192,6 +196,17 @@ async def worker_successes(stack: RunningStack) -> dict[str, float]:
             text = (await session.get(f"http://{endpoint}/metrics")).text
             counts[endpoint] = metric(text, "vllm:request_success_total")
     return counts
+
+
+async def until_idle(stack: RunningStack, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(timeout=5) as session:
+        while True:
+            texts = [(await session.get(f"http://{e}/metrics")).text for e in stack.endpoints("llama")]
+            if all(metric(t, "vllm:num_requests_running") + metric(t, "vllm:num_requests_waiting") == 0 for t in texts):
+                return
+            assert asyncio.get_running_loop().time() < deadline, "the llama workers never went idle"
+            await asyncio.sleep(0.05)
 
 
 def auth(key: str) -> dict[str, str]:

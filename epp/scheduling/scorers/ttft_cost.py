@@ -29,6 +29,8 @@ from epp.scheduling.prefix_view import PrefixSettings, prefix_view, uncached_tok
 from epp.scheduling.scorers import lower_is_better
 
 _AVERAGE_WEIGHT = 0.05
+# Without a reported cache size: the longest context of common open models.
+_MAX_REQUEST_TOKENS = 131_072
 
 
 @dataclass
@@ -65,7 +67,11 @@ class TtftCostScorer:
         return lower_is_better(costs)
 
     def picked(self, request: SchedulingRequest, chosen: Candidate, state: CycleState) -> None:
-        tokens = uncached_tokens(request, chosen.address, state)
+        # No request computes more than the endpoint's cache holds (a longer one is refused at once), so a huge
+        # body must not make an endpoint look busy, or the typical prompt look long, for minutes.
+        cache = chosen.metrics.cache
+        limit = cache.capacity_tokens if cache is not None else _MAX_REQUEST_TOKENS
+        tokens = min(uncached_tokens(request, chosen.address, state), limit)
         self._typical += _AVERAGE_WEIGHT * (tokens - self._typical)
         now = self.clock()
         self._backlog[chosen.address] = (self._backlog_at(chosen.address, now) + tokens, now)

@@ -17,10 +17,11 @@ REQUEST = SchedulingRequest("m", PROMPT)
 
 def hot_scorer(clock: FakeClock | None = None, **options: float) -> TtftCostScorer:
     """A fresh scorer (typical uncached prompt 512 tokens, no backlog) whose index says ``hot`` holds the whole
-    prompt; its clock moves only when the test says so."""
+    prompt; its clock moves only when the test says so. Recomputing weighs 1 unless the test sets it, so the
+    arithmetic below is in plain tokens."""
     index = PrefixIndex(SETTINGS.block_chars, SETTINGS.default_capacity_blocks)
     index.record("hot", block_hashes("m", PROMPT, SETTINGS.block_chars, SETTINGS.max_blocks), 10_000)
-    return TtftCostScorer(index, SETTINGS, clock=clock or FakeClock(), **options)
+    return TtftCostScorer(index, SETTINGS, clock=clock or FakeClock(), **{"recompute_weight": 1.0, **options})
 
 
 def scores(scorer: TtftCostScorer, *found: Candidate, request: SchedulingRequest = REQUEST) -> list[float]:
@@ -61,6 +62,12 @@ def test_costs_are_normalised_between_the_cheapest_and_the_dearest() -> None:
     # costs: hot 0, cold 1001, cold and queued 1001 + 512 = 1513
     found = scores(hot_scorer(), candidate("hot"), candidate("cold"), candidate("queued", waiting=1))
     assert found == pytest.approx([1.0, (1513 - 1001) / 1513, 0.0])
+
+
+def test_recomputing_weighs_more_than_its_own_prefill_by_default() -> None:
+    # Two queued requests ahead of the hit cost 1024 tokens; recomputing 1001 tokens weighs 3 * 1001 by default.
+    scorer = TtftCostScorer(hot_scorer().index, SETTINGS, clock=FakeClock())
+    assert scores(scorer, candidate("hot", waiting=2), candidate("cold")) == [1.0, 0.0]
 
 
 def test_parameters_change_the_balance() -> None:
@@ -116,3 +123,12 @@ def test_work_ahead_is_the_larger_of_the_two_estimates_not_their_sum() -> None:
         1.0,
         1.0,
     ]
+
+
+def test_a_huge_prompt_counts_no_more_than_the_endpoint_can_hold() -> None:
+    clock = FakeClock()
+    scorer = hot_scorer(clock, prefill_tokens_per_s=5000.0)
+    huge = SchedulingRequest("m", "x" * 4_000_000)  # a million tokens: the worker refuses it at once
+    scorer.picked(huge, candidate("a"), {})  # no cache size reported: at most 131,072 tokens of backlog
+    clock.advance(131_072 / 5000.0)
+    assert scores(scorer, candidate("a"), candidate("b"), request=SchedulingRequest("m")) == [1.0, 1.0]
