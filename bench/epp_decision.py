@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import random
 import time
-from types import MappingProxyType
 
+from bench.epp_driver import in_process_picker
 from bench.epp_pool import MODEL
 from bench.epp_workload import Workload
 from epp.metrics.snapshot import CacheConfig, EndpointMetrics, MetricsBoard
-from epp.picking import EndpointPicker
-from epp.pools.directory import Pool, PoolDirectory
-from epp.pools.static import StaticEndpoints
 from epp.request import prompt_text
-from epp.scheduling.framework import Scheduler
 from epp.scheduling.interfaces import SchedulingRequest
-from epp.scheduling.registry import build_profile
-from tokenlabs.picker_settings import EppSettings, SaturationMode, SaturationSettings
 
 CACHE = CacheConfig(block_size=16, num_blocks=1024, prefix_caching=True)
 
@@ -41,21 +35,8 @@ async def decision_latency(policy: str, size: int, workload: Workload, decisions
     """Seconds per ``choose`` call, after a warm-up that fills the prefix index."""
     rng = random.Random(seed)
     endpoints = tuple(f"10.0.{index // 250}.{index % 250}:8000" for index in range(size))
-    pool = Pool("bench", StaticEndpoints(endpoints))
     board = MetricsBoard()
-    settings = EppSettings(
-        host="127.0.0.1",
-        grpc_port=1,
-        metrics_port=1,
-        drain_seconds=1.0,
-        saturation=SaturationSettings(mode=SaturationMode.OFF),
-    )
-    picker = EndpointPicker(
-        PoolDirectory(MappingProxyType({"bench": pool}), MappingProxyType({MODEL: pool})),
-        board,
-        Scheduler(build_profile({"profile": policy}), settings.fallbacks, random.Random(seed)),
-        settings,
-    )
+    picker, _, _ = in_process_picker(policy, endpoints, board, seed=seed)
     arrivals = workload.arrivals(rate=1000.0, duration_s=(decisions + 200) / 1000.0 + 1, seed=seed)
     requests = [
         SchedulingRequest(MODEL, prompt_text({"messages": list(arrival.messages)}))

@@ -44,26 +44,36 @@ class Outcome:
     endpoint: str
 
 
-def picker_for(policy: str, endpoints: Sequence[str], scrape_interval_s: float) -> tuple[EndpointPicker, Scraper]:
+def in_process_picker(
+    policy: str, endpoints: Sequence[str], board: MetricsBoard, scrape_interval_s: float = 0.05, seed: int = 11
+) -> tuple[EndpointPicker, Pool, EppSettings]:
+    """The picker of the ``policy`` profile over one static pool serving ``MODEL``, never shedding or queueing."""
     settings = EppSettings(
         host="127.0.0.1",
         grpc_port=1,
         metrics_port=1,
         drain_seconds=1.0,
         scrape_interval_s=scrape_interval_s,
-        scrape_timeout_s=1.0,
-        metrics_staleness_s=2.0,
         saturation=SaturationSettings(mode=SaturationMode.OFF),
     )
     pool = Pool("bench", StaticEndpoints(tuple(endpoints)))
     pools = PoolDirectory(MappingProxyType({"bench": pool}), MappingProxyType({MODEL: pool}))
+    scheduler = Scheduler(build_profile({"profile": policy}), settings.fallbacks, random.Random(seed))
+    return EndpointPicker(pools, board, scheduler, settings), pool, settings
+
+
+def picker_for(policy: str, endpoints: Sequence[str], scrape_interval_s: float) -> tuple[EndpointPicker, Scraper]:
     board = MetricsBoard()
-    telemetry = Telemetry.create(f"bench-{policy}")
-    scheduler = Scheduler(build_profile({"profile": policy}), settings.fallbacks, random.Random(11))
+    picker, pool, settings = in_process_picker(policy, endpoints, board, scrape_interval_s)
     scraper = Scraper(
-        [pool], board, telemetry, interval_s=scrape_interval_s, timeout_s=1.0, staleness_s=settings.metrics_staleness_s
+        [pool],
+        board,
+        Telemetry.create(f"bench-{policy}"),
+        interval_s=scrape_interval_s,
+        timeout_s=settings.scrape_timeout_s,
+        staleness_s=settings.metrics_staleness_s,
     )
-    return EndpointPicker(pools, board, scheduler, settings), scraper
+    return picker, scraper
 
 
 async def run_load(
