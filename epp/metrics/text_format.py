@@ -8,6 +8,7 @@ decodes only lines whose metric name is wanted and skips the rest after looking 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
@@ -25,17 +26,23 @@ class Sample:
     value: float
 
 
+_NAME_END = re.compile(r"[{ \t]")
 _ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
 
 
 def samples(text: str, wanted: Collection[str]) -> Iterator[Sample]:
     """The samples of ``text`` whose metric name is in ``wanted``, in order."""
+    # Most lines are unwanted: one C-level prefix test rejects them before any per-character work.
+    prefixes = tuple(wanted)
     # Lines end at "\n" only: str.splitlines() would also cut at "\r", "\x85", "\u2028"... inside label values.
     for line in text.split("\n"):
-        if line and line[0] in " \t\r":  # leading blanks are allowed (vLLM writes none: keep the common path cheap)
+        if not line.startswith(prefixes):
+            # Leading blanks are allowed (vLLM writes none: keep the common path cheap).
+            if not line or line[0] not in " \t\r":
+                continue
             line = line.strip()
-        if not line or line[0] == "#":
-            continue
+            if not line.startswith(prefixes):
+                continue
         end = _name_end(line)
         name = line[:end]
         if name not in wanted:
@@ -44,10 +51,8 @@ def samples(text: str, wanted: Collection[str]) -> Iterator[Sample]:
 
 
 def _name_end(line: str) -> int:
-    for index, char in enumerate(line):
-        if char in "{ \t":
-            return index
-    return len(line)
+    found = _NAME_END.search(line)
+    return found.start() if found else len(line)
 
 
 def _sample(line: str, name: str, position: int) -> Sample:
