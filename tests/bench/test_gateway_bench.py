@@ -91,6 +91,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(out.read_text())
     assert document["full_chain"]["rps"] > 0 and document["full_chain"]["errors"] == 0
-    # A ratio of Envoy's counters to wrk's count: requests in flight at either reading blur it slightly.
-    assert document["full_chain"]["envoy_calls_per_request"]["ext_authz.ok"] == pytest.approx(1.0, abs=0.02)
+    # A ratio of Envoy's counters: wrk abandons the requests in flight when each run ends (up to 16 + 1 here), and
+    # those are counted as requests without reaching ext_authz; in a one-second quick run that is a few percent.
+    assert document["full_chain"]["envoy_calls_per_request"]["ext_authz.ok"] == pytest.approx(1.0, abs=0.05)
     assert len(document["rounds"]) == 4
