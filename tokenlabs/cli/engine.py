@@ -1,11 +1,13 @@
 """``tokenlabs engine``: the inference engines that sit behind the gateway.
 
 ``tokenlabs engine sim`` runs simulated vLLM workers, several in one process, for load tests and the dev stack.
+``tokenlabs engine bench`` compares greedy and speculative decoding on the torch engine.
 """
 
 import argparse
 
 from engine.sim.cli import add_arguments, run
+from tokenlabs.cli import engine_bench, fit_head
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -21,3 +23,19 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     add_arguments(sim_parser)
     sim_parser.set_defaults(func=run)
+    bench_parser = engines.add_parser(
+        "bench",
+        help="benchmark greedy vs speculative decoding",
+        description="Run the greedy loop and every drafter mode of the torch engine on the same prompts, "
+        "interleaved, min of repeats; write a JSON report and print a summary table.",
+    )
+    engine_bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(func=engine_bench.run)
+    fit_parser = engines.add_parser(
+        "fit-head",
+        help="fit an exit head for early-exit drafting",
+        description="Fit an exit head (lsq or distill) on the model's own greedy generations and save it as an "
+        "artifact.",
+    )
+    fit_head.add_arguments(fit_parser)
+    fit_parser.set_defaults(func=fit_head.run)

@@ -1,0 +1,320 @@
+"""``tokenlabs engine bench``: the greedy loop and every drafter mode on the same prompts, in the same run.
+
+Method (the contract of every number in the report):
+
+* One runner, one dtype, ``threads`` torch threads. Each mode decodes each prompt ``repeats`` times; the runs are
+  interleaved (per prompt, per repeat, each mode in turn) so that a change in machine load hits every mode alike,
+  and the minimum wall time per prompt and mode is kept. Every mode runs once untimed on the first prompt first.
+* A time covers the whole generation, prefill included, as a request would see it.
+* Per prompt set (the built-in ``chat`` and ``copy``, or the file's ``set`` names) and overall, per mode:
+  ``tok_s`` = generated tokens / summed minimum times; ``speedup`` = greedy's summed time / the mode's;
+  ``acceptance_rate`` = accepted / drafted tokens; ``mean_accepted_len`` = accepted tokens per step that drafted;
+  ``identical`` = every output equals greedy's token for token; ``lossless`` = every difference is a near-tie
+  (:mod:`engine.spec.bench_lossless`). Greedy's own entry has speedup 1 and no acceptance figures.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.spec.bench_lossless import DEFAULT_TIE_ULPS, Divergence, find_divergence
+from engine.spec.bench_modes import GREEDY, Generate, Generation, ModeSetup, ModeUnavailableError
+from engine.spec.bench_prompts import BenchPrompt, builtin_prompts, load_prompts
+from engine.spec.modes import build_mode
+from engine.spec.modes import mode_names as registered_modes
+from engine.spec.runner import Runner, set_threads
+from engine.spec.weights import load_checkpoint
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+MODELS = ("smollm2", "tiny")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """The benchmark's knobs, as the CLI takes them. ``modes`` None means every registered mode that can be
+    built; ``model_dir`` overrides where the ``model``'s checkpoint is read from."""
+
+    model: str = "smollm2"
+    model_dir: Path | None = None
+    prompts_file: Path | None = None
+    max_new_tokens: int = 96
+    repeats: int = 3
+    modes: tuple[str, ...] | None = None
+    dtype: str = "bf16"
+    threads: int = 2
+    max_draft: int = 4
+    tie_ulps: float = DEFAULT_TIE_ULPS
+    ignore_eos: bool = False
+    head: Path | None = None
+
+
+@dataclass
+class PromptRun:
+    """One prompt under one mode: its output (the first repeat's), its stats and its minimum time."""
+
+    generation: Generation
+    seconds: float
+    deterministic: bool = True
+    divergence: Divergence | None = None
+
+
+@dataclass
+class PromptRecord:
+    set_name: str
+    prompt_ids: list[int]
+    runs: dict[str, PromptRun] = field(default_factory=dict)
+
+
+def model_directory(options: BenchOptions) -> Path:
+    """The checkpoint directory: ``model_dir`` if given, else the cached SmolLM2 (made on first use) or a tiny
+    locally made model under the same cache root."""
+    if options.model_dir is not None:
+        return options.model_dir
+    from engine.spec.models.smollm2 import cache_dir, ensure_smollm2
+
+    if options.model == "smollm2":
+        return ensure_smollm2()
+    if options.model == "tiny":
+        from engine.spec.models.tiny import TinySpec, ensure_tiny
+
+        return ensure_tiny(cache_dir().parent / "tiny-llama-bench", TinySpec(num_layers=4, initializer_range=0.1))
+    raise ValueError(f"unknown model {options.model!r}; known: {', '.join(MODELS)}")
+
+
+def encode(tokenizer: Any, prompt: BenchPrompt) -> list[int]:
+    """Token ids of a prompt: chat messages through the tokenizer's chat template with a generation prompt, raw
+    text as is."""
+    if prompt.messages is not None:
+        text = tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
+        ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        ids = tokenizer(prompt.text)["input_ids"]
+    return [int(i) for i in ids]
+
+
+def select_modes(requested: Sequence[str] | None, setup: ModeSetup) -> tuple[dict[str, Generate], dict[str, str]]:
+    """The modes to run, greedy first, and the registered ones skipped because they cannot be built (name to
+    reason). A mode asked for by name that cannot be built raises :class:`ModeUnavailableError`; an unknown one
+    raises ``KeyError``."""
+    names = registered_modes() if requested is None else [GREEDY, *(n for n in requested if n != GREEDY)]
+    modes: dict[str, Generate] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        try:
+            modes[name] = build_mode(name, setup)
+        except ModeUnavailableError as error:
+            if requested is not None:
+                raise
+            skipped[name] = str(error)
+    return modes, skipped
+
+
+def time_generation(
+    generate: Generate, prompt_ids: Sequence[int], new: int, eos: Collection[int]
+) -> tuple[Generation, float]:
+    started = time.perf_counter()
+    generation = generate(prompt_ids, new, eos)
+    return generation, time.perf_counter() - started
+
+
+def run_bench(options: BenchOptions, progress: bool = True) -> dict[str, Any]:
+    """Runs the benchmark and returns its report (the JSON the CLI writes; see the module docstring). Raises
+    ``ValueError`` for invalid options or prompts the model cannot hold."""
+    if options.repeats < 1 or options.max_new_tokens < 1 or options.threads < 1:
+        raise ValueError("repeats, max_new_tokens and threads must be >= 1")
+    if options.dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {options.dtype!r}; known: {', '.join(DTYPES)}")
+    prompts = load_prompts(options.prompts_file) if options.prompts_file else builtin_prompts()
+    set_threads(options.threads)
+    facts = machine_facts(options.threads)
+    from transformers import AutoTokenizer
+
+    directory = model_directory(options)
+    tokenizer: Any = AutoTokenizer.from_pretrained(directory)
+    weights = load_checkpoint(directory, DTYPES[options.dtype])
+    records = [PromptRecord(prompt.set_name, encode(tokenizer, prompt)) for prompt in prompts]
+    capacity = max(len(r.prompt_ids) for r in records) + options.max_new_tokens
+    runner = Runner(weights, capacity)
+    eos: set[int] = set()
+    if not options.ignore_eos:
+        eos = set(weights.config.eos_token_ids)
+        if tokenizer.eos_token_id is not None:
+            eos.add(int(tokenizer.eos_token_id))
+    setup = ModeSetup(runner, options.max_draft, options.head)
+    modes, skipped = select_modes(options.modes, setup)
+
+    for generate in modes.values():  # warm-up, untimed
+        generate(records[0].prompt_ids, min(8, options.max_new_tokens), eos)
+    for number, record in enumerate(records, start=1):
+        for _ in range(options.repeats):
+            for name, generate in modes.items():
+                generation, seconds = time_generation(generate, record.prompt_ids, options.max_new_tokens, eos)
+                run = record.runs.get(name)
+                if run is None:
+                    record.runs[name] = PromptRun(generation, seconds)
+                else:
+                    run.seconds = min(run.seconds, seconds)
+                    run.deterministic &= generation.tokens == run.generation.tokens
+        if progress:
+            times = "  ".join(f"{name} {run.seconds:.2f}s" for name, run in record.runs.items())
+            print(f"[{number}/{len(records)}] {record.set_name} ({len(record.prompt_ids)} tokens): {times}", flush=True)
+
+    for record in records:
+        reference = record.runs[GREEDY].generation.tokens
+        for name, run in record.runs.items():
+            if name != GREEDY:
+                tokens = run.generation.tokens
+                run.divergence = find_divergence(runner, record.prompt_ids, reference, tokens, options.tie_ulps)
+
+    facts["loadavg_at_end"] = _loadavg()
+    return build_report(options, records, list(modes), skipped, facts)
+
+
+def aggregate(records: Sequence[PromptRecord], name: str) -> dict[str, Any]:
+    """One mode's figures over ``records`` (see the module docstring)."""
+    runs = [r.runs[name] for r in records]
+    seconds = sum(run.seconds for run in runs)
+    greedy_seconds = sum(r.runs[GREEDY].seconds for r in records)
+    tokens = sum(len(run.generation.tokens) for run in runs)
+    stats = [run.generation.stats for run in runs if run.generation.stats is not None]
+    drafted = sum(s.draft_tokens for s in stats)
+    accepted = sum(s.accepted_tokens for s in stats)
+    drafts = sum(s.drafts for s in stats)
+    steps = sum(s.steps for s in stats)
+    divergences = [run.divergence for run in runs if run.divergence is not None]
+    return {
+        "tok_s": tokens / seconds if seconds else 0.0,
+        "speedup": greedy_seconds / seconds if seconds else 0.0,
+        "acceptance_rate": accepted / drafted if drafted else (None if not stats else 0.0),
+        "mean_accepted_len": accepted / drafts if drafts else (None if not stats else 0.0),
+        "drafted_step_share": drafts / steps if steps else None,
+        "identical": not divergences,
+        "lossless": all(d.near_tie for d in divergences),
+        "identical_prompts": len(runs) - len(divergences),
+        "prompts": len(runs),
+        "tokens": tokens,
+        "seconds": seconds,
+    }
+
+
+def build_report(
+    options: BenchOptions,
+    records: Sequence[PromptRecord],
+    names: Sequence[str],
+    skipped: dict[str, str],
+    facts: dict[str, Any],
+) -> dict[str, Any]:
+    sets = sorted({r.set_name for r in records})
+    modes: dict[str, Any] = {}
+    for name in names:
+        entry = aggregate(records, name)
+        entry["by_set"] = {s: aggregate([r for r in records if r.set_name == s], name) for s in sets}
+        modes[name] = entry
+    return {
+        "dtype": options.dtype,
+        "threads": options.threads,
+        "model": options.model,
+        "baseline_tok_s": modes[GREEDY]["tok_s"],
+        "modes": modes,
+        "k": None,
+        "gate": None,
+        "max_draft": options.max_draft,
+        "max_new_tokens": options.max_new_tokens,
+        "repeats": options.repeats,
+        "ignore_eos": options.ignore_eos,
+        "tie_ulps": options.tie_ulps,
+        "prompts_source": str(options.prompts_file) if options.prompts_file else "builtin",
+        "skipped_modes": skipped,
+        "prompts": [_prompt_json(r) for r in records],
+        "machine": facts,
+    }
+
+
+def _prompt_json(record: PromptRecord) -> dict[str, Any]:
+    return {
+        "set": record.set_name,
+        "prompt_tokens": len(record.prompt_ids),
+        "modes": {
+            name: {
+                "seconds": run.seconds,
+                "tokens": len(run.generation.tokens),
+                "deterministic": run.deterministic,
+                "acceptance_rate": None if run.generation.stats is None else run.generation.stats.acceptance_rate,
+                "divergence": None if run.divergence is None else run.divergence.to_json(),
+            }
+            for name, run in record.runs.items()
+        },
+    }
+
+
+def machine_facts(threads: int) -> dict[str, Any]:
+    """Date, cores, CPU model and torch's CPU capability, kernel, load average at start, versions (Python, torch,
+    transformers) and the torch threads used. (``bench.machine.machine_facts`` asks Envoy and wrk, which this
+    benchmark does not use.)"""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "kernel": platform.release(),
+        "loadavg_at_start": _loadavg(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": importlib.metadata.version("transformers"),
+        "torch_threads": threads,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """A short table, one row per mode and prompt set (and overall): tok/s, speedup, acceptance, identical."""
+    lines = [
+        f"model {report['model']}, {report['dtype']}, {report['threads']} threads, max_new_tokens "
+        f"{report['max_new_tokens']}, min of {report['repeats']}; load avg {report['machine']['loadavg_at_start']}"
+        f" -> {report['machine']['loadavg_at_end']}",
+        f"{'mode':<10} {'set':<8} {'tok/s':>7} {'speedup':>8} {'accept':>7} {'acc/draft':>9} {'identical':>10} "
+        "lossless",
+    ]
+    for name, entry in report["modes"].items():
+        rows = [*entry["by_set"].items(), ("all", entry)]
+        for set_name, row in rows:
+            accept = "-" if row["acceptance_rate"] is None else f"{row['acceptance_rate']:.2f}"
+            length = "-" if row["mean_accepted_len"] is None else f"{row['mean_accepted_len']:.2f}"
+            identical = f"{row['identical_prompts']}/{row['prompts']}"
+            lines.append(
+                f"{name:<10} {set_name:<8} {row['tok_s']:>7.1f} {row['speedup']:>7.2f}x {accept:>7} {length:>9} "
+                f"{identical:>10} {'yes' if row['lossless'] else 'NO'}"
+            )
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

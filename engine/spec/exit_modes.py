@@ -1,0 +1,41 @@
+"""The drafter factories of the ``early_exit`` and ``hybrid`` modes of ``tokenlabs engine bench`` (the table is in
+``modes.py``). Both need a fitted exit head (``--head DIR``, an artifact of ``tokenlabs engine fit-head``) and use
+the default entropy gate and drafts of at most :data:`~engine.spec.drafters.early_exit.DEFAULT_MAX_TOKENS`.
+"""
+
+from __future__ import annotations
+
+from engine.spec.bench_modes import DrafterFactory, ModeSetup, ModeUnavailableError
+from engine.spec.drafters import Drafter
+from engine.spec.drafters.early_exit import EarlyExitDrafter
+from engine.spec.drafters.hybrid import HybridDrafter
+from engine.spec.heads import ExitHead, load_head
+
+
+def _head(setup: ModeSetup) -> ExitHead:
+    """The artifact's head, checked against the runner's shapes (the bench knows no model hash to check)."""
+    if setup.head is None:
+        raise ModeUnavailableError("early exit needs a fitted exit head: --head DIR (tokenlabs engine fit-head)")
+    head, metadata = load_head(setup.head)
+    if metadata.hidden_size != setup.runner.config.hidden_size:
+        raise ModeUnavailableError(f"exit head in {setup.head} is for hidden size {metadata.hidden_size}")
+    return head
+
+
+def early_exit_drafters(setup: ModeSetup) -> DrafterFactory:
+    head = _head(setup)
+    drafter = EarlyExitDrafter(head)  # stateless across sequences, so one serves every generation
+
+    def make() -> Drafter:
+        return drafter
+
+    return make
+
+
+def hybrid_drafters(setup: ModeSetup) -> DrafterFactory:
+    head = _head(setup)
+
+    def make() -> Drafter:
+        return HybridDrafter(EarlyExitDrafter(head))
+
+    return make

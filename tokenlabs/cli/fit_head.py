@@ -1,0 +1,80 @@
+"""``tokenlabs engine fit-head``: fit an exit head for early-exit drafting and save it as an artifact.
+
+Register with ``add_arguments(parser)`` and ``parser.set_defaults(func=run)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=("smollm2", "tiny"), default="smollm2", help="(default: %(default)s)")
+    parser.add_argument("--model-dir", type=Path, help="a Llama checkpoint directory instead of --model's")
+    parser.add_argument("--k", type=_positive, required=True, help="exit layer: draft from layers [0, K)")
+    parser.add_argument("--kind", choices=("lsq", "distill"), default="distill", help="(default: %(default)s)")
+    parser.add_argument("--prompts", type=_positive, default=200, help="training prompts (default: %(default)s)")
+    parser.add_argument("--heldout", type=int, default=40, help="held-out prompts (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=_positive, default=96, help="(default: %(default)s)")
+    parser.add_argument("--vocab", type=_positive, default=8192, help="draft vocabulary size (default: %(default)s)")
+    parser.add_argument("--epochs", type=_positive, default=4, help="distill epochs (default: %(default)s)")
+    parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="(default: %(default)s)")
+    parser.add_argument("--threads", type=_positive, default=2, help="(default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="artifact directory (default: next to the model, by K and kind)")
+    parser.add_argument("--cache", type=Path, help="calibration cache directory (default: next to the model)")
+
+
+def model_directory(model: str) -> Path:
+    """The checkpoint of ``--model``: the cached SmolLM2, or the tiny model ``tokenlabs engine bench`` uses."""
+    from engine.spec.models.smollm2 import cache_dir, ensure_smollm2
+
+    if model == "smollm2":
+        return ensure_smollm2()
+    from engine.spec.models.tiny import TinySpec, ensure_tiny
+
+    return ensure_tiny(cache_dir().parent / "tiny-llama-bench", TinySpec(num_layers=4, initializer_range=0.1))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.spec.fitting import FitOptions, fit_head
+    from engine.spec.models.smollm2 import ModelUnavailableError
+    from engine.spec.runner import set_threads
+
+    set_threads(args.threads)
+    try:
+        model_dir = args.model_dir or model_directory(args.model)
+        out = args.out or model_dir.parent / "exit-heads" / f"{model_dir.name}-k{args.k}-{args.kind}"
+        options = FitOptions(
+            model_dir=model_dir,
+            exit_layer=args.k,
+            kind=args.kind,
+            out=out,
+            cache=args.cache or model_dir.parent / "calibration",
+            prompts=args.prompts,
+            heldout=args.heldout,
+            max_new_tokens=args.max_new_tokens,
+            vocab_size=args.vocab,
+            epochs=args.epochs,
+            dtype=torch.bfloat16 if args.dtype == "bf16" else torch.float32,
+        )
+        report = fit_head(options)
+    except (ValueError, ModelUnavailableError, FileNotFoundError) as error:
+        print(f"tokenlabs engine fit-head: {error}", file=sys.stderr)
+        return 2
+    print(f"generation {report.generate_s:.1f} s, fit {report.fit_s:.1f} s")
+    for name, result in report.heldout.items():
+        print(f"held-out {name:8} alpha {result.alpha:.3f}  kl {result.kl:.3f}  mse {result.mse:.3f}")
+    meta = report.metadata
+    print(f"saved {meta.kind} head K={meta.exit_layer} ({meta.calibration_positions} positions) to {out}")
+    return 0
