@@ -13,7 +13,7 @@ from epp.metrics.snapshot import MetricsBoard
 from epp.picking import EndpointPicker
 from epp.pools.directory import PoolDirectory
 from epp.pools.kubernetes import pod_source_factory
-from epp.scheduling.framework import Scheduler
+from epp.scheduling.framework import PLUGIN_BUCKETS, Scheduler
 from epp.scheduling.registry import build_profile
 from epp.servicer import SERVICE_NAME, EndpointPickerServicer
 from tokenlabs.server import PluginServer, ServiceBinding, serve_until_signalled
@@ -34,7 +34,7 @@ async def serve(settings: Settings) -> None:
         "tokenlabs_epp_plugin_duration_seconds",
         "Time in each scheduling plugin call.",
         ("extension_point", "plugin"),
-        (0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03),
+        PLUGIN_BUCKETS,
     )
     scheduler = Scheduler(profile, settings.epp.fallbacks, random.Random(), plugin_timing)
     picker = EndpointPicker(pools, board, scheduler, settings.epp)
