@@ -7,6 +7,7 @@ from collections.abc import Collection, Sequence
 import torch
 
 from engine.spec.runner import Runner
+from engine.spec.sampling import GREEDY, AcceptanceRule
 
 
 def check_room(runner: Runner, prompt_ids: Sequence[int], max_new_tokens: int) -> None:
@@ -21,12 +22,13 @@ def check_room(runner: Runner, prompt_ids: Sequence[int], max_new_tokens: int) -
         raise ValueError(f"{needed} positions do not fit the cache's {runner.cache.capacity}")
 
 
-def prefill(runner: Runner, prompt_ids: Sequence[int]) -> int:
-    """Empties the cache, runs the prompt through every layer in one pass, and returns the greedy next token (not
-    yet in the cache: it sits at position ``len(prompt_ids)``). Only the last row goes through the LM head."""
+def prefill(runner: Runner, prompt_ids: Sequence[int], rule: AcceptanceRule = GREEDY) -> int:
+    """Empties the cache, runs the prompt through every layer in one pass, and returns the next token as ``rule``
+    chooses it (not yet in the cache: it sits at position ``len(prompt_ids)``). Only the last row goes through the
+    LM head."""
     runner.cache.reset()
     hidden = runner.run_layers(runner.embed(prompt_ids), 0)
-    return int(runner.logits(hidden[-1:])[0].argmax())
+    return rule.first(runner.logits(hidden[-1:]))
 
 
 def greedy_generate(

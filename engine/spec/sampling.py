@@ -20,6 +20,7 @@ over the same vocabulary, with ``q`` zero outside a reduced draft vocabulary.
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -153,3 +154,60 @@ def _token_list(tokens: Sequence[int] | torch.Tensor) -> list[int]:
 def _check_rows(name: str, tensor: torch.Tensor, rows: int) -> None:
     if tensor.dim() != 2 or tensor.shape[0] != rows:
         raise ValueError(f"{name} must be shaped ({rows}, vocab) for this draft, got {tuple(tensor.shape)}")
+
+
+class AcceptanceRule(Protocol):
+    """How the model's logits choose tokens: the first token after a prompt, and the outcome of a verified draft.
+
+    ``accept`` gets ``(k + 1, vocab)`` logits for ``k`` drafted tokens (row ``i`` after the context and the first
+    ``i`` of them) and returns ``Acceptance`` with ``accepted + 1`` tokens. Drafts are treated as deterministic
+    proposals (one-hot draft distributions), which every drafter here is: they take their own argmax.
+    """
+
+    def first(self, logits: torch.Tensor) -> int:
+        """The token after ``logits`` (one row, ``(vocab,)`` or ``(1, vocab)``)."""
+        ...
+
+    def accept(self, draft_tokens: Sequence[int], logits: torch.Tensor) -> Acceptance: ...
+
+
+class GreedyRule:
+    """Temperature 0: the argmax, lowest id on ties; the output is the greedy loop's token for token."""
+
+    def first(self, logits: torch.Tensor) -> int:
+        return int(logits.reshape(-1).argmax())
+
+    def accept(self, draft_tokens: Sequence[int], logits: torch.Tensor) -> Acceptance:
+        return greedy_accept(draft_tokens, logits)
+
+
+class SamplingRule:
+    """Temperature > 0 with top-p: every emitted token is distributed as the model's own sample would be
+    (:func:`speculative_accept`), whatever was drafted. ``seed`` makes a sequence reproducible."""
+
+    def __init__(self, temperature: float, top_p: float = 1.0, seed: int | None = None) -> None:
+        probabilities(torch.zeros(1, 1), temperature, top_p)  # the same checks, at construction
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+
+    def first(self, logits: torch.Tensor) -> int:
+        return self.accept([], logits.reshape(1, -1)).tokens[0]
+
+    def accept(self, draft_tokens: Sequence[int], logits: torch.Tensor) -> Acceptance:
+        target = probabilities(logits.float(), self.temperature, self.top_p)
+        return speculative_accept(draft_tokens, None, target, self.generator)
+
+
+GREEDY: AcceptanceRule = GreedyRule()  # stateless, so one serves every sequence
+
+
+def acceptance_rule(temperature: float, top_p: float = 1.0, seed: int | None = None) -> AcceptanceRule:
+    """Greedy at temperature 0, speculative sampling above it."""
+    if temperature == 0:
+        return GREEDY
+    return SamplingRule(temperature, top_p, seed)

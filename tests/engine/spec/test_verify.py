@@ -8,7 +8,7 @@ import torch
 from engine.spec.drafters import Draft
 from engine.spec.greedy import greedy_generate, prefill
 from engine.spec.runner import Runner
-from engine.spec.verify import verify_greedy
+from engine.spec.verify import verify
 
 PROMPT = [11, 400, 23, 1800, 5, 64, 64, 901]
 
@@ -21,7 +21,7 @@ def test_a_correct_draft_is_accepted_whole_with_the_greedy_bonus(runner: Runner)
     greedy = reference(runner)
     with torch.inference_mode():
         pending = prefill(runner, PROMPT)
-        result = verify_greedy(runner, len(PROMPT), pending, Draft(greedy[1:5]))
+        result = verify(runner, len(PROMPT), pending, Draft(greedy[1:5]))
     assert (result.accepted, result.tokens) == (4, greedy[1:6])
     assert set(runner.cache.lengths) == {len(PROMPT) + 5}
 
@@ -32,7 +32,7 @@ def test_a_draft_is_cut_at_its_first_miss_and_the_cache_rolled_back(runner: Runn
     draft = greedy[1:5]
     draft[wrong_at] += 1
     with torch.inference_mode():
-        result = verify_greedy(runner, len(PROMPT), prefill(runner, PROMPT), Draft(draft))
+        result = verify(runner, len(PROMPT), prefill(runner, PROMPT), Draft(draft))
     assert (result.accepted, result.tokens) == (wrong_at, greedy[1 : wrong_at + 2])
     assert set(runner.cache.lengths) == {len(PROMPT) + wrong_at + 1}
 
@@ -41,7 +41,7 @@ def test_after_a_rollback_the_cache_gives_the_logits_of_a_fresh_run(runner: Runn
     greedy = reference(runner)
     with torch.inference_mode():
         pending = prefill(runner, PROMPT)
-        verify_greedy(runner, len(PROMPT), pending, Draft([greedy[1], 7, 8, 9]))
+        verify(runner, len(PROMPT), pending, Draft([greedy[1], 7, 8, 9]))
         # Accepted: pending and greedy[1]; the rows of 7, 8, 9 are stale and must not be attended to.
         position = len(PROMPT) + 2
         resumed = runner.forward([greedy[2], greedy[3]], position)
@@ -61,7 +61,7 @@ def test_hidden_states_handed_over_at_the_exit_layer_verify_like_a_full_pass(run
         if handed:
             hidden = runner.run_layers(runner.embed(rows[:handed]), len(PROMPT), 0, exit_layer)
         assert runner.cache.lengths[exit_layer:] == (len(PROMPT),) * (runner.num_layers - exit_layer)
-        result = verify_greedy(runner, len(PROMPT), pending, Draft(draft, exit_layer, hidden))
+        result = verify(runner, len(PROMPT), pending, Draft(draft, exit_layer, hidden))
     assert (result.accepted, result.tokens) == (2, greedy[1:4])
     assert set(runner.cache.lengths) == {len(PROMPT) + 3}
 
@@ -69,7 +69,7 @@ def test_hidden_states_handed_over_at_the_exit_layer_verify_like_a_full_pass(run
 def test_an_empty_draft_is_a_plain_greedy_step(runner: Runner) -> None:
     greedy = reference(runner)
     with torch.inference_mode():
-        result = verify_greedy(runner, len(PROMPT), prefill(runner, PROMPT), Draft())
+        result = verify(runner, len(PROMPT), prefill(runner, PROMPT), Draft())
     assert (result.accepted, result.tokens) == (0, greedy[1:2])
 
 
@@ -77,9 +77,9 @@ def test_inconsistent_drafts_are_refused(runner: Runner) -> None:
     with torch.inference_mode():
         pending = prefill(runner, PROMPT)
         with pytest.raises(ValueError, match="exit layer"):
-            verify_greedy(runner, len(PROMPT), pending, Draft([1], runner.num_layers + 1))
+            verify(runner, len(PROMPT), pending, Draft([1], runner.num_layers + 1))
         too_many = torch.zeros(3, runner.config.hidden_size)
         with pytest.raises(ValueError, match="hidden rows"):
-            verify_greedy(runner, len(PROMPT), pending, Draft([1], 2, too_many))
+            verify(runner, len(PROMPT), pending, Draft([1], 2, too_many))
         with pytest.raises(ValueError, match="without an exit layer"):
-            verify_greedy(runner, len(PROMPT), pending, Draft([1], 0, too_many[:1]))
+            verify(runner, len(PROMPT), pending, Draft([1], 0, too_many[:1]))
