@@ -21,7 +21,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,9 @@ import torch
 from engine.spec.bench_lossless import DEFAULT_TIE_ULPS, Divergence, find_divergence
 from engine.spec.bench_modes import GREEDY, Generate, Generation, ModeSetup, ModeUnavailableError
 from engine.spec.bench_prompts import BenchPrompt, builtin_prompts, load_prompts
+from engine.spec.drafters.early_exit import DEFAULT_MAX_TOKENS
+from engine.spec.gate import Gate
+from engine.spec.heads import load_head
 from engine.spec.modes import build_mode
 from engine.spec.modes import mode_names as registered_modes
 from engine.spec.runner import Runner, set_threads
@@ -57,6 +60,8 @@ class BenchOptions:
     tie_ulps: float = DEFAULT_TIE_ULPS
     ignore_eos: bool = False
     head: Path | None = None
+    gate: Gate = field(default_factory=Gate.default)
+    draft_len: int = DEFAULT_MAX_TOKENS
 
 
 @dataclass
@@ -128,14 +133,26 @@ def time_generation(
     return generation, time.perf_counter() - started
 
 
-def run_bench(options: BenchOptions, progress: bool = True) -> dict[str, Any]:
-    """Runs the benchmark and returns its report (the JSON the CLI writes; see the module docstring). Raises
-    ``ValueError`` for invalid options or prompts the model cannot hold."""
+@dataclass
+class Workload:
+    """What every mode of one benchmark shares: the tokenized prompts, one runner sized for them, the EOS ids and
+    the machine facts taken before the model was loaded."""
+
+    records: list[PromptRecord]
+    runner: Runner
+    eos: set[int]
+    facts: dict[str, Any]
+
+
+def prepare(options: BenchOptions, prompts: Sequence[BenchPrompt] | None = None) -> Workload:
+    """Loads the model and tokenizes ``prompts`` (default: the options' file, else the built-in set). Raises
+    ``ValueError`` for invalid options."""
     if options.repeats < 1 or options.max_new_tokens < 1 or options.threads < 1:
         raise ValueError("repeats, max_new_tokens and threads must be >= 1")
     if options.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {options.dtype!r}; known: {', '.join(DTYPES)}")
-    prompts = load_prompts(options.prompts_file) if options.prompts_file else builtin_prompts()
+    if prompts is None:
+        prompts = load_prompts(options.prompts_file) if options.prompts_file else builtin_prompts()
     set_threads(options.threads)
     facts = machine_facts(options.threads)
     from transformers import AutoTokenizer
@@ -145,21 +162,26 @@ def run_bench(options: BenchOptions, progress: bool = True) -> dict[str, Any]:
     weights = load_checkpoint(directory, DTYPES[options.dtype])
     records = [PromptRecord(prompt.set_name, encode(tokenizer, prompt)) for prompt in prompts]
     capacity = max(len(r.prompt_ids) for r in records) + options.max_new_tokens
-    runner = Runner(weights, capacity)
     eos: set[int] = set()
     if not options.ignore_eos:
         eos = set(weights.config.eos_token_ids)
         if tokenizer.eos_token_id is not None:
             eos.add(int(tokenizer.eos_token_id))
-    setup = ModeSetup(runner, options.max_draft, options.head)
-    modes, skipped = select_modes(options.modes, setup)
+    return Workload(records, Runner(weights, capacity), eos, facts)
 
+
+def measure(
+    workload: Workload, modes: Mapping[str, Generate], repeats: int, max_new_tokens: int, progress: bool = True
+) -> None:
+    """Times every mode on every prompt, interleaved, keeping each prompt's minimum (see the module docstring);
+    fills ``workload.records``."""
+    records, eos = workload.records, workload.eos
     for generate in modes.values():  # warm-up, untimed
-        generate(records[0].prompt_ids, min(8, options.max_new_tokens), eos)
+        generate(records[0].prompt_ids, min(8, max_new_tokens), eos)
     for number, record in enumerate(records, start=1):
-        for _ in range(options.repeats):
+        for _ in range(repeats):
             for name, generate in modes.items():
-                generation, seconds = time_generation(generate, record.prompt_ids, options.max_new_tokens, eos)
+                generation, seconds = time_generation(generate, record.prompt_ids, max_new_tokens, eos)
                 run = record.runs.get(name)
                 if run is None:
                     record.runs[name] = PromptRun(generation, seconds)
@@ -170,15 +192,27 @@ def run_bench(options: BenchOptions, progress: bool = True) -> dict[str, Any]:
             times = "  ".join(f"{name} {run.seconds:.2f}s" for name, run in record.runs.items())
             print(f"[{number}/{len(records)}] {record.set_name} ({len(record.prompt_ids)} tokens): {times}", flush=True)
 
-    for record in records:
+
+def compare_with_greedy(workload: Workload, tie_ulps: float) -> None:
+    """Records, per prompt and mode, where its output first leaves greedy's and whether that was a near-tie."""
+    for record in workload.records:
         reference = record.runs[GREEDY].generation.tokens
         for name, run in record.runs.items():
             if name != GREEDY:
                 tokens = run.generation.tokens
-                run.divergence = find_divergence(runner, record.prompt_ids, reference, tokens, options.tie_ulps)
+                run.divergence = find_divergence(workload.runner, record.prompt_ids, reference, tokens, tie_ulps)
 
-    facts["loadavg_at_end"] = _loadavg()
-    return build_report(options, records, list(modes), skipped, facts)
+
+def run_bench(options: BenchOptions, progress: bool = True) -> dict[str, Any]:
+    """Runs the benchmark and returns its report (the JSON the CLI writes; see the module docstring). Raises
+    ``ValueError`` for invalid options or prompts the model cannot hold."""
+    workload = prepare(options)
+    setup = ModeSetup(workload.runner, options.max_draft, options.head, options.gate, options.draft_len)
+    modes, skipped = select_modes(options.modes, setup)
+    measure(workload, modes, options.repeats, options.max_new_tokens, progress)
+    compare_with_greedy(workload, options.tie_ulps)
+    workload.facts["loadavg_at_end"] = _loadavg()
+    return build_report(options, workload.records, list(modes), skipped, workload.facts)
 
 
 def aggregate(records: Sequence[PromptRecord], name: str) -> dict[str, Any]:
@@ -227,8 +261,9 @@ def build_report(
         "model": options.model,
         "baseline_tok_s": modes[GREEDY]["tok_s"],
         "modes": modes,
-        "k": None,
-        "gate": None,
+        "k": head_exit_layer(options.head),
+        "gate": {"kind": options.gate.kind, "threshold": options.gate.threshold},
+        "draft_len": options.draft_len,
         "max_draft": options.max_draft,
         "max_new_tokens": options.max_new_tokens,
         "repeats": options.repeats,
@@ -239,6 +274,11 @@ def build_report(
         "prompts": [_prompt_json(r) for r in records],
         "machine": facts,
     }
+
+
+def head_exit_layer(head: Path | None) -> int | None:
+    """K of the exit-head artifact at ``head``, if one was given."""
+    return None if head is None else load_head(head)[1].exit_layer
 
 
 def _prompt_json(record: PromptRecord) -> dict[str, Any]:
@@ -297,7 +337,8 @@ def summary_table(report: dict[str, Any]) -> str:
     """A short table, one row per mode and prompt set (and overall): tok/s, speedup, acceptance, identical."""
     lines = [
         f"model {report['model']}, {report['dtype']}, {report['threads']} threads, max_new_tokens "
-        f"{report['max_new_tokens']}, min of {report['repeats']}; load avg {report['machine']['loadavg_at_start']}"
+        f"{report['max_new_tokens']}, min of {report['repeats']}; early exit K={report['k']}, gate "
+        f"{report['gate']['kind']} <= {report['gate']['threshold']}, draft_len {report['draft_len']}; load avg {report['machine']['loadavg_at_start']}"
         f" -> {report['machine']['loadavg_at_end']}",
         f"{'mode':<10} {'set':<8} {'tok/s':>7} {'speedup':>8} {'accept':>7} {'acc/draft':>9} {'identical':>10} "
         "lossless",

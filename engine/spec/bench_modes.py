@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.spec.drafters import Drafter
+from engine.spec.drafters.early_exit import DEFAULT_MAX_TOKENS
+from engine.spec.gate import Gate
 from engine.spec.greedy import greedy_generate
 from engine.spec.runner import Runner
 from engine.spec.speculative import SpecStats, speculative_generate
@@ -24,12 +26,15 @@ GREEDY = "greedy"
 
 @dataclass(frozen=True)
 class ModeSetup:
-    """What a mode builder gets: the runner every mode shares, the most tokens a step may draft, and the path of a
-    fitted exit-head artifact when one was given (``--head``)."""
+    """What a mode builder gets: the runner every mode shares, the most tokens a step may draft, the path of a
+    fitted exit-head artifact when one was given (``--head``), and for early exit its gate (None: the default) and
+    the most tokens it drafts per step."""
 
     runner: Runner
     max_draft: int = 4
     head: Path | None = None
+    gate: Gate | None = None
+    draft_len: int = DEFAULT_MAX_TOKENS
 
 
 @dataclass(frozen=True)

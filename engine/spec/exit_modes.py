@@ -1,6 +1,6 @@
 """The drafter factories of the ``early_exit`` and ``hybrid`` modes of ``tokenlabs engine bench`` (the table is in
 ``modes.py``). Both need a fitted exit head (``--head DIR``, an artifact of ``tokenlabs engine fit-head``) and use
-the default entropy gate and drafts of at most :data:`~engine.spec.drafters.early_exit.DEFAULT_MAX_TOKENS`.
+the setup's gate (``--gate``) and early-exit draft length (``--draft-len``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def _head(setup: ModeSetup) -> ExitHead:
 
 def early_exit_drafters(setup: ModeSetup) -> DrafterFactory:
     head = _head(setup)
-    drafter = EarlyExitDrafter(head)  # stateless across sequences, so one serves every generation
+    drafter = EarlyExitDrafter(
+        head, setup.gate, setup.draft_len
+    )  # stateless across sequences, so one serves every generation
 
     def make() -> Drafter:
         return drafter
@@ -36,6 +38,6 @@ def hybrid_drafters(setup: ModeSetup) -> DrafterFactory:
     head = _head(setup)
 
     def make() -> Drafter:
-        return HybridDrafter(EarlyExitDrafter(head))
+        return HybridDrafter(EarlyExitDrafter(head, setup.gate, setup.draft_len))
 
     return make

@@ -151,6 +151,19 @@ def gate_from_config(config: object, where: str = "gate") -> Gate:
     return Gate(kind, float(cast(float, threshold)))
 
 
+def parse_gate(text: str, where: str = "--gate") -> Gate:
+    """A ``Gate`` from ``KIND`` or ``KIND:THRESHOLD`` (``entropy:1.5``, ``one_minus_pmax:inf``); errors as
+    :func:`gate_from_config`'s, plus a threshold that is not a number."""
+    kind, _, threshold = text.partition(":")
+    if not threshold:
+        return gate_from_config({"kind": kind}, where)
+    try:
+        value = float(threshold)
+    except ValueError:
+        raise ValueError(f"{where} threshold must be a number >= 0 or inf; got {threshold!r}") from None
+    return gate_from_config({"kind": kind, "threshold": value}, where)
+
+
 def _check_kind(name: str, value: object) -> None:
     if value not in GATE_KINDS:
         raise ValueError(f"{name} must be one of {', '.join(GATE_KINDS)}; got {value!r}")

@@ -7,6 +7,7 @@ without the ``engine`` extra.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens")
     parser.add_argument("--head", type=Path, default=None, help="fitted exit-head artifact, for early-exit modes")
+    parser.add_argument(
+        "--gate",
+        default="entropy",
+        metavar="KIND[:THRESHOLD]",
+        help="early exit's confidence gate: entropy, one_minus_pmax or varentropy, the threshold in the measure's "
+        "unit, inf for none (default: entropy at its default threshold, 1.0 nats)",
+    )
+    parser.add_argument(
+        "--draft-len", type=_positive, default=None, help="early exit's tokens per draft at most (default: 2)"
+    )
     parser.add_argument("--json", dest="json_out", type=Path, required=True, metavar="OUT", help="write the report")
     parser.add_argument("--quiet", action="store_true", help="no per-prompt progress lines")
 
@@ -62,22 +73,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.spec.bench import BenchOptions, run_bench, summary_table, write_report
     from engine.spec.bench_modes import ModeUnavailableError
+    from engine.spec.gate import parse_gate
 
-    options = BenchOptions(
-        model=args.model,
-        model_dir=args.model_dir,
-        prompts_file=args.prompts,
-        max_new_tokens=args.max_new_tokens,
-        repeats=args.repeats,
-        modes=args.modes,
-        dtype=args.dtype,
-        threads=args.threads,
-        max_draft=args.max_draft,
-        tie_ulps=args.tie_ulps,
-        ignore_eos=args.ignore_eos,
-        head=args.head,
-    )
     try:
+        options = BenchOptions(
+            model=args.model,
+            model_dir=args.model_dir,
+            prompts_file=args.prompts,
+            max_new_tokens=args.max_new_tokens,
+            repeats=args.repeats,
+            modes=args.modes,
+            dtype=args.dtype,
+            threads=args.threads,
+            max_draft=args.max_draft,
+            tie_ulps=args.tie_ulps,
+            ignore_eos=args.ignore_eos,
+            head=args.head,
+            gate=parse_gate(args.gate),
+        )
+        if args.draft_len is not None:
+            options = dataclasses.replace(options, draft_len=args.draft_len)
         report = run_bench(options, progress=not args.quiet)
     except (ValueError, KeyError, ModeUnavailableError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error

@@ -13,6 +13,7 @@ from engine.spec.bench_lossless import find_divergence, first_difference, judge,
 from engine.spec.bench_modes import GREEDY, ModeSetup
 from engine.spec.bench_prompts import COPY, FILE, PromptFileError, builtin_prompts, load_prompts, parse_lines
 from engine.spec.greedy import greedy_generate
+from engine.spec.heads import FORMAT_VERSION, HeadMetadata, identity_head, save_head
 from engine.spec.modes import build_mode, mode_names
 from engine.spec.runner import Runner
 from tokenlabs.cli import main
@@ -36,7 +37,8 @@ def test_cli_writes_the_report_and_lookup_is_identical_in_fp32(
     assert main(argv) == 0
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report.keys() >= KEYS
-    assert (report["dtype"], report["threads"], report["k"], report["gate"]) == ("fp32", 1, None, None)
+    assert (report["dtype"], report["threads"], report["k"]) == ("fp32", 1, None)
+    assert report["gate"] == {"kind": "entropy", "threshold": 1.0}
     assert list(report["modes"]) == ["greedy", "lookup"]
     for entry in report["modes"].values():
         assert entry.keys() >= MODE_KEYS
@@ -45,6 +47,35 @@ def test_cli_writes_the_report_and_lookup_is_identical_in_fp32(
     assert (lookup["identical"], lookup["lossless"], lookup["identical_prompts"]) == (True, True, 2)
     assert report["baseline_tok_s"] > 0 and lookup["speedup"] > 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("lookup     all")
+
+
+def test_cli_early_exit_reports_its_k_gate_and_draft_length(
+    tiny_dir: Path, runner: Runner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = tmp_path / "head"
+    metadata = HeadMetadata(FORMAT_VERSION, "x", 2, "identity", 512, runner.config.hidden_size, 0, 0, 0, None)
+    save_head(head, identity_head(runner.config.hidden_size, torch.arange(512), 2), metadata)
+    out = tmp_path / "bench.json"
+    argv = ["engine", "bench", "--model", "tiny", "--model-dir", str(tiny_dir), "--modes", "early_exit,hybrid"]
+    argv += ["--max-new-tokens", "8", "--repeats", "1", "--dtype", "fp32", "--threads", "1", "--json", str(out)]
+    argv += ["--head", str(head), "--gate", "one_minus_pmax:inf", "--draft-len", "3"]
+    assert main(argv) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert (report["k"], report["gate"], report["draft_len"]) == (
+        2,
+        {"kind": "one_minus_pmax", "threshold": math.inf},
+        3,
+    )
+    assert list(report["modes"]) == ["greedy", "early_exit", "hybrid"]
+    assert report["modes"]["early_exit"]["identical"]
+    assert "early exit K=2, gate one_minus_pmax <= inf, draft_len 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("gate", ["nonsense", "entropy:-1", "entropy:many"])
+def test_cli_rejects_a_bad_gate(tiny_dir: Path, tmp_path: Path, gate: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["engine", "bench", "--model", "tiny", "--model-dir", str(tiny_dir), "--gate", gate]
+    assert main([*argv, "--json", str(tmp_path / "out.json")]) == 2
+    assert "--gate" in capsys.readouterr().err
 
 
 def test_cli_rejects_a_bad_prompts_file_naming_the_line(tiny_dir: Path, tmp_path: Path) -> None:
