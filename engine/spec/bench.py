@@ -338,7 +338,8 @@ def summary_table(report: dict[str, Any]) -> str:
     lines = [
         f"model {report['model']}, {report['dtype']}, {report['threads']} threads, max_new_tokens "
         f"{report['max_new_tokens']}, min of {report['repeats']}; early exit K={report['k']}, gate "
-        f"{report['gate']['kind']} <= {report['gate']['threshold']}, draft_len {report['draft_len']}; load avg {report['machine']['loadavg_at_start']}"
+        f"{report['gate']['kind']} <= {report['gate']['threshold']}, draft_len {report['draft_len']};"
+        f" load avg {report['machine']['loadavg_at_start']}"
         f" -> {report['machine']['loadavg_at_end']}",
         f"{'mode':<10} {'set':<8} {'tok/s':>7} {'speedup':>8} {'accept':>7} {'acc/draft':>9} {'identical':>10} "
         "lossless",

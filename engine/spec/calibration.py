@@ -96,6 +96,11 @@ class CalibrationSequence:
     output_ids: list[int]
 
 
+def cache_file(directory: Path, model_hash: str, dtype: torch.dtype, max_new_tokens: int) -> Path:
+    """Where the generations of one model, dtype and length are cached under ``directory``."""
+    return directory / f"{model_hash[:16]}-{str(dtype).removeprefix('torch.')}-{max_new_tokens}.jsonl"
+
+
 def generate_cached(
     runner: Runner,
     encode: Callable[[str], list[int]],
