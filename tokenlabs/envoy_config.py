@@ -7,6 +7,7 @@ else ``envoy`` next to the running interpreter (``make`` puts it in ``.venv/bin`
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import sys
@@ -15,14 +16,14 @@ from pathlib import Path
 import jinja2
 
 from tokenlabs import headers
-from tokenlabs.settings import Settings
+from tokenlabs.settings import ENVOY_BINARY_ENV, ENVOY_TEMPLATE_ENV, Settings
 
 # Headroom over the largest accepted body for Envoy's own framing of buffered bodies.
 BUFFER_HEADROOM_BYTES = 1024 * 1024
 
 
 def default_template() -> Path:
-    configured = os.environ.get("TOKENLABS_ENVOY_TEMPLATE")
+    configured = os.environ.get(ENVOY_TEMPLATE_ENV)
     if configured:
         return Path(configured)
     return Path(__file__).resolve().parent.parent / "envoy" / "bootstrap.yaml.j2"
@@ -45,12 +46,24 @@ def render_bootstrap(settings: Settings, template: Path | None = None) -> str:
         models=list(settings.models.values()),
         pools=list(settings.pools.values()),
         epp_message_timeout_s=f"{settings.epp.saturation.queue_timeout_s + 1.0:.3f}",
-        plugin_servers=[("authz", settings.authz), ("extproc", settings.extproc), ("epp", settings.epp)],
+        plugin_servers=[
+            (name, server, upstream_cluster_type(server.host))
+            for name, server in (("authz", settings.authz), ("extproc", settings.extproc), ("epp", settings.epp))
+        ],
     )
 
 
+def upstream_cluster_type(host: str) -> str:
+    """Envoy's cluster type for a plugin server: an IP is used as is, a name is resolved (and re-resolved) by DNS."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "STRICT_DNS"
+    return "STATIC"
+
+
 def find_envoy() -> str:
-    configured = os.environ.get("TOKENLABS_ENVOY")
+    configured = os.environ.get(ENVOY_BINARY_ENV)
     if configured:
         return configured
     beside_python = Path(sys.executable).parent / "envoy"

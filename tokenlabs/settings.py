@@ -26,6 +26,11 @@ from tokenlabs.server_settings import ServerSettings
 
 ENV_PREFIX = "TOKENLABS_"
 CONFIG_ENV = "TOKENLABS_CONFIG"
+ENVOY_BINARY_ENV = "TOKENLABS_ENVOY"
+ENVOY_TEMPLATE_ENV = "TOKENLABS_ENVOY_TEMPLATE"
+MODEL_CACHE_ENV = "TOKENLABS_MODEL_CACHE"  # read by engine/spec/models, which does not import tokenlabs
+# Variables with the prefix that name files and tools, not config keys: never read as overrides.
+NOT_OVERRIDES = frozenset({CONFIG_ENV, ENVOY_BINARY_ENV, ENVOY_TEMPLATE_ENV, MODEL_CACHE_ENV})
 DEFAULT_CONFIG = "tokenlabs.yaml"
 ALL_MODELS = "*"
 ALL_ENDPOINTS = "*"
@@ -160,7 +165,7 @@ def apply_env_overrides(document: Any, environ: Mapping[str, str]) -> Any:
     if not isinstance(document, dict):
         raise ConfigError("<root>", document, "must be a mapping")
     for name, value in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in NOT_OVERRIDES:
             continue
         keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         if not all(keys):

@@ -1,5 +1,6 @@
 """The shipped Envoy bootstrap renders from config and passes the real Envoy's own validation."""
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -59,3 +60,20 @@ def test_bootstrap_wires_the_chain_in_order() -> None:
     assert clusters["tokenlabs_authz"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
         "socket_address"
     ] == {"address": "127.0.0.1", "port_value": 9001}
+
+
+def test_plugin_servers_named_by_dns_get_strict_dns_clusters(tmp_path: Path) -> None:
+    # In Kubernetes the servers are headless Services: Envoy resolves the name to every ready replica.
+    settings = repo_settings()
+    settings = dataclasses.replace(
+        settings, authz=dataclasses.replace(settings.authz, host="tokenlabs-authz.inference.svc.cluster.local")
+    )
+    document = yaml.safe_load(render_bootstrap(settings))
+    types = {
+        c["name"]: c["type"] for c in document["static_resources"]["clusters"] if c["name"].startswith("tokenlabs_")
+    }
+    assert types == {"tokenlabs_authz": "STRICT_DNS", "tokenlabs_extproc": "STATIC", "tokenlabs_epp": "STATIC"}
+    path = tmp_path / "envoy.yaml"
+    path.write_text(render_bootstrap(settings))
+    result = validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -74,6 +74,9 @@ def test_env_overrides_nest_and_parse_scalars() -> None:
             "TOKENLABS_AUTHZ__GRPC_PORT": "9999",
             "TOKENLABS_QUOTA_STORE": "redis://127.0.0.1:6379/0",
             "TOKENLABS_CONFIG": "ignored.yaml",
+            "TOKENLABS_ENVOY": "/usr/bin/envoy",
+            "TOKENLABS_ENVOY_TEMPLATE": "/etc/tokenlabs/bootstrap.yaml.j2",
+            "TOKENLABS_MODEL_CACHE": "/models",
             "OTHER": "x",
         },
     )
