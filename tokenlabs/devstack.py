@@ -1,4 +1,5 @@
-"""The local stack as supervised child processes: Envoy, the three plugin servers and simulated workers.
+"""The local stack as supervised child processes: Envoy, the three plugin servers and the workers: simulated ones,
+and optionally torch-engine workers (``tokenlabs engine serve``) for some pools.
 
 Used by ``tokenlabs dev``, the integration tests and the benchmarks. Guarantees: every child gets SIGTERM when the
 supervisor stops and (on Linux) when the supervisor dies, so nothing outlives it; a child that exits early stops
@@ -18,7 +19,7 @@ import socket
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tokenlabs.envoy_config import find_envoy, render_bootstrap
 from tokenlabs.server_settings import ServerSettings
-from tokenlabs.settings import Settings
+from tokenlabs.settings import ModelKind, Settings
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,38 @@ def http_ok(*urls: str) -> ReadyCheck:
 
 
 @dataclass(frozen=True)
+class TorchWorkers:
+    """The pools whose endpoints ``tokenlabs engine serve`` serves (one process per endpoint, each serving the
+    pool's model names) instead of the simulator: ``model`` (``smollm2`` or ``tiny``) read from ``model_dir``, the
+    checkpoint the caller has already made sure of (so the workers never race to make it), with ``threads`` torch
+    threads each."""
+
+    pools: tuple[str, ...]
+    model: str
+    model_dir: Path
+    threads: int = 1
+
+
+def check_torch_pools(settings: Settings, pools: Sequence[str]) -> None:
+    """Raises ``ValueError`` naming the problem unless every pool exists, lists static endpoints and serves only
+    chat models (the torch engine serves text; speech stays on the simulator)."""
+    for name in pools:
+        pool = settings.pools.get(name)
+        if pool is None:
+            raise ValueError(f"pool {name!r} is not in the config (pools: {', '.join(settings.pools)})")
+        if not pool.endpoints:
+            raise ValueError(f"pool {name!r} lists no static endpoints to start workers on")
+        kinds = {model.kind for model in settings.models.values() if model.pool == name}
+        if kinds != {ModelKind.CHAT}:
+            found = ", ".join(sorted(kinds)) or "no models"
+            raise ValueError(f"pool {name!r} must serve only chat models to run on the torch engine, has {found}")
+
+
+@dataclass(frozen=True)
 class StackOptions:
     config_path: Path
     start_workers: bool = True
+    torch_workers: TorchWorkers | None = None
     envoy_log_level: str = "warning"
     envoy_concurrency: int = 2
     startup_timeout_s: float = 60.0
@@ -134,7 +164,12 @@ def plan(settings: Settings, options: StackOptions, envoy_config: Path) -> list[
         for name, server in (("authz", settings.authz), ("extproc", settings.extproc), ("epp", settings.epp))
     ]
     if options.start_workers:
-        children.append(worker_child(settings))
+        torch = options.torch_workers
+        simulated = [pool for pool in settings.pools if torch is None or pool not in torch.pools]
+        if any(settings.pools[pool].endpoints for pool in simulated):
+            children.append(worker_child(settings, simulated))
+        if torch is not None:
+            children += torch_worker_children(settings, torch)
     gateway = settings.gateway
     admin_url = f"http://{gateway.host}:{gateway.admin_port}"
     children.append(envoy_child("envoy", envoy_config, admin_url, options.envoy_log_level, options.envoy_concurrency))
@@ -156,18 +191,42 @@ def envoy_child(name: str, config: Path, admin_url: str, log_level: str, concurr
     return Child(name, argv, http_ok(f"{admin_url}/ready"))
 
 
-def worker_child(settings: Settings) -> Child:
-    """One simulator process serves every statically listed endpoint, each on its own port."""
+def served_names(settings: Settings, pool: str) -> list[str]:
+    return [name for name, model in settings.models.items() if model.pool == pool]
+
+
+def worker_child(settings: Settings, pools: Collection[str] | None = None) -> Child:
+    """One simulator process serves every statically listed endpoint of ``pools`` (all by default), each on its
+    own port."""
     argv = [sys.executable, "-m", "tokenlabs", "engine", "sim"]
     health_urls = []
     for pool in settings.pools.values():
-        served = ",".join(name for name, model in settings.models.items() if model.pool == pool.name)
+        if pools is not None and pool.name not in pools:
+            continue
+        served = ",".join(served_names(settings, pool.name))
         for endpoint in pool.endpoints:
             argv += ["--worker", f"{served}={endpoint.address}"]
             health_urls.append(f"http://{endpoint.address}/health")
     for key, value in settings.engine_sim.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return Child("workers", argv, http_ok(*health_urls))
+
+
+def torch_worker_children(settings: Settings, torch: TorchWorkers) -> list[Child]:
+    """One ``tokenlabs engine serve`` process per endpoint of the torch pools, ready when its ``/health`` answers
+    (it listens once the model is loaded)."""
+    children = []
+    for pool_name in torch.pools:
+        for number, endpoint in enumerate(settings.pools[pool_name].endpoints, start=1):
+            argv = [
+                sys.executable, "-m", "tokenlabs", "engine", "serve",
+                "--model", torch.model, "--model-dir", str(torch.model_dir),
+                "--served-model-name", *served_names(settings, pool_name),
+                "--host", endpoint.host, "--port", str(endpoint.port), "--threads", str(torch.threads),
+            ]  # fmt: skip
+            name = f"torch-{pool_name}-{number}"
+            children.append(Child(name, argv, http_ok(f"http://{endpoint.address}/health")))
+    return children
 
 
 class Stack:

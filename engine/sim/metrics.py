@@ -4,9 +4,14 @@ Every worker owns its registry: several workers share one process, and each must
 Like vLLM, the ``model_name`` label carries the worker's first served name even when it serves aliases. Histogram
 buckets reach further down than vLLM's, whose defaults start at 10 ms (inter-token) or 300 ms (queue time), below
 which a simulated worker spends most of its time.
+
+:class:`VllmMetrics` holds what every vLLM-compatible worker exposes (the queue gauges, token counters, latency
+histograms, the cache configuration); :class:`WorkerMetrics` adds the simulator's prefix cache and preemptions, and
+the torch engine (``engine.serve``) adds its speculative-decoding counters.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -28,46 +33,53 @@ _REQUEST_BUCKETS_SECONDS: Final = (
 )  # fmt: skip
 
 
-class WorkerMetrics:
+@dataclass(frozen=True)
+class CacheConfigInfo:
+    """The labels of ``vllm:cache_config_info``: the KV cache holds ``block_size * num_blocks`` tokens."""
+
+    block_size: int
+    num_blocks: int
+    enable_prefix_caching: bool
+
+
+class VllmMetrics:
+    """The metrics every vLLM-compatible worker here exposes. The gauges are read from the worker at scrape time;
+    the counters and histograms are the worker's to update."""
+
     def __init__(
         self,
         model_name: str,
-        config: SimConfig,
+        cache_info: CacheConfigInfo,
         running: Callable[[], float],
         waiting: Callable[[], float],
         kv_cache_usage: Callable[[], float],
     ) -> None:
         self.registry = CollectorRegistry()
-        labels = ("model_name",)
+        self.model_name = model_name
 
         def gauge_reading(name: str, documentation: str, read: Callable[[], float]) -> None:
             # Read at scrape time, so the exposed value can never drift from the worker's state.
-            Gauge(name, documentation, labels, registry=self.registry).labels(model_name).set_function(read)
+            Gauge(name, documentation, ("model_name",), registry=self.registry).labels(model_name).set_function(read)
 
         gauge_reading("vllm:num_requests_running", "Requests in the running batch.", running)
         gauge_reading("vllm:num_requests_waiting", "Requests queued, preempted ones included.", waiting)
         gauge_reading("vllm:kv_cache_usage_perc", "KV cache usage, 1 means every block is in use.", kv_cache_usage)
 
-        def counter(name: str, documentation: str) -> Counter:
-            return Counter(name, documentation, labels, registry=self.registry).labels(model_name)
-
-        self.prompt_tokens = counter("vllm:prompt_tokens", "Prompt tokens of requests that reached their first token.")
-        self.generation_tokens = counter("vllm:generation_tokens", "Generated tokens.")
-        self.prefix_cache_queries = counter(
-            "vllm:prefix_cache_queries", "Tokens of newly admitted requests looked up in the prefix cache."
+        self.prompt_tokens = self.counter(
+            "vllm:prompt_tokens", "Prompt tokens of requests that reached their first token."
         )
-        self.prefix_cache_hits = counter("vllm:prefix_cache_hits", "Of those, tokens found in the prefix cache.")
-        self.num_preemptions = counter("vllm:num_preemptions", "Running requests preempted to free KV blocks.")
+        self.generation_tokens = self.counter("vllm:generation_tokens", "Generated tokens.")
         self._request_success = Counter(
             "vllm:request_success",
             "Requests that finished generating, by why they finished.",
-            (*labels, "finished_reason"),
+            ("model_name", "finished_reason"),
             registry=self.registry,
         )
-        self._model_name = model_name
 
         def histogram(name: str, documentation: str, buckets: tuple[float, ...]) -> Histogram:
-            return Histogram(name, documentation, labels, buckets=buckets, registry=self.registry).labels(model_name)
+            return Histogram(name, documentation, ("model_name",), buckets=buckets, registry=self.registry).labels(
+                model_name
+            )
 
         self.time_to_first_token = histogram(
             "vllm:time_to_first_token_seconds",
@@ -94,10 +106,34 @@ class WorkerMetrics:
             "Information of the KV cache configuration.",
             ("block_size", "num_gpu_blocks", "enable_prefix_caching"),
             registry=self.registry,
-        ).labels(str(config.block_size), str(config.num_kv_blocks), str(config.enable_prefix_caching)).set(1)
+        ).labels(str(cache_info.block_size), str(cache_info.num_blocks), str(cache_info.enable_prefix_caching)).set(1)
+
+    def counter(self, name: str, documentation: str) -> Counter:
+        """A counter labelled with the model name only, in this worker's registry (exposed as ``name_total``)."""
+        return Counter(name, documentation, ("model_name",), registry=self.registry).labels(self.model_name)
 
     def record_success(self, finished_reason: str) -> None:
-        self._request_success.labels(self._model_name, finished_reason).inc()
+        self._request_success.labels(self.model_name, finished_reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class WorkerMetrics(VllmMetrics):
+    """The simulator's metrics: the shared ones, its prefix cache and its preemptions."""
+
+    def __init__(
+        self,
+        model_name: str,
+        config: SimConfig,
+        running: Callable[[], float],
+        waiting: Callable[[], float],
+        kv_cache_usage: Callable[[], float],
+    ) -> None:
+        cache_info = CacheConfigInfo(config.block_size, config.num_kv_blocks, config.enable_prefix_caching)
+        super().__init__(model_name, cache_info, running, waiting, kv_cache_usage)
+        self.prefix_cache_queries = self.counter(
+            "vllm:prefix_cache_queries", "Tokens of newly admitted requests looked up in the prefix cache."
+        )
+        self.prefix_cache_hits = self.counter("vllm:prefix_cache_hits", "Of those, tokens found in the prefix cache.")
+        self.num_preemptions = self.counter("vllm:num_preemptions", "Running requests preempted to free KV blocks.")

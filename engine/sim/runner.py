@@ -60,7 +60,7 @@ async def listening(
             await runner.setup()
             runners.append(runner)
             await web.TCPSite(runner, binding.host, binding.port).start()
-            listening_workers.append(ListeningWorker(binding.worker, _url(runner.addresses[0])))
+            listening_workers.append(ListeningWorker(binding.worker, socket_url(runner.addresses[0])))
         yield listening_workers
     finally:
         await asyncio.gather(*(runner.cleanup() for runner in runners))
@@ -101,7 +101,8 @@ async def serve_until_signalled(
             loop.remove_signal_handler(signal_number)
 
 
-def _url(address: object) -> str:
+def socket_url(address: object) -> str:
+    """The http URL of a listening TCP socket's address."""
     # IPv4 sockets name themselves (host, port), IPv6 ones (host, port, flowinfo, scope_id).
     if not isinstance(address, tuple):
         raise ValueError(f"expected a TCP socket address, got {address!r}")

@@ -3,17 +3,22 @@
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
-from typing import Final
-from uuid import uuid4
 
-import orjson
 from aiohttp import web
 
 from engine.sim.config import SimConfig
 from engine.sim.engine_core import Clock, EngineCore, Sleep
 from engine.sim.errors import ApiError, model_not_found
+from engine.sim.json_http import (
+    MAX_REQUEST_BYTES,
+    error_response,
+    event_stream_response,
+    json_response,
+    new_header,
+    read_json_object,
+)
 from engine.sim.latency import speech_seconds
 from engine.sim.metrics import METRICS_CONTENT_TYPE, WorkerMetrics
 from engine.sim.planning import GenerationPlan, plan_generation
@@ -21,11 +26,9 @@ from engine.sim.request_parsing import (
     check_context_length,
     parse_chat_completion,
     parse_completion,
-    parse_json_object,
 )
 from engine.sim.response_payloads import (
     FinishedChoice,
-    ResponseHeader,
     chat_completion,
     model_list,
     text_completion,
@@ -36,9 +39,6 @@ from engine.sim.sse_streams import ChatEventStream, CompletionEventStream, Event
 from engine.sim.tokens import chat_prompt_tokens, tokenize
 
 _logger = logging.getLogger(__name__)
-
-# Base64 data URLs of images make chat bodies large; vLLM sets no limit of its own.
-MAX_REQUEST_BYTES: Final = 64 * 1024 * 1024
 
 TokenSink = Callable[[int, int, tuple[str, ...]], Awaitable[None]]
 
@@ -132,47 +132,47 @@ class _OpenAiApi:
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
-            chat = parse_chat_completion(await _read_json_object(request))
+            chat = parse_chat_completion(await read_json_object(request))
             self._require_served(chat.options.model)
             prompt_tokens = chat_prompt_tokens(chat.messages)
             plan = self._worker.plan(prompt_tokens, chat.options.max_tokens, prompt_param="messages")
         except ApiError as error:
-            return _error_response(error)
-        header = _new_header("chatcmpl", chat.options.model)
+            return error_response(error)
+        header = new_header("chatcmpl", chat.options.model)
         if chat.options.stream:
             return await self._stream(request, [plan], ChatEventStream(header, plan, chat.options.include_usage))
         (choice,) = await self._finish([plan])
-        return _json_response(chat_completion(header, choice, usage_of([plan])))
+        return json_response(chat_completion(header, choice, usage_of([plan])))
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         try:
-            completion = parse_completion(await _read_json_object(request))
+            completion = parse_completion(await read_json_object(request))
             self._require_served(completion.options.model)
             max_tokens = completion.options.max_tokens
             plans = tuple(
                 self._worker.plan(tokenize(prompt), max_tokens, prompt_param="prompt") for prompt in completion.prompts
             )
         except ApiError as error:
-            return _error_response(error)
-        header = _new_header("cmpl", completion.options.model)
+            return error_response(error)
+        header = new_header("cmpl", completion.options.model)
         if completion.options.stream:
             events = CompletionEventStream(header, plans, completion.options.include_usage)
             return await self._stream(request, plans, events)
         choices = await self._finish(plans)
-        return _json_response(text_completion(header, choices, usage_of(plans)))
+        return json_response(text_completion(header, choices, usage_of(plans)))
 
     async def speech(self, request: web.Request) -> web.Response:
         try:
-            speech = parse_speech(await _read_json_object(request))
+            speech = parse_speech(await read_json_object(request))
             self._require_served(speech.model)
         except ApiError as error:
-            return _error_response(error)
+            return error_response(error)
         audio = await self._worker.synthesize(speech)
         return web.Response(body=audio, content_type=CONTENT_TYPES[speech.response_format])
 
     async def models(self, request: web.Request) -> web.Response:
         worker = self._worker
-        return _json_response(model_list(worker.model_names, worker.created, worker.config.max_model_len))
+        return json_response(model_list(worker.model_names, worker.created, worker.config.max_model_len))
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response()
@@ -196,9 +196,7 @@ class _OpenAiApi:
     async def _stream(
         self, request: web.Request, plans: Sequence[GenerationPlan], events: EventStream
     ) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
-        )
+        response = event_stream_response()
         await response.prepare(request)
 
         async def send(choice_index: int, position: int, tokens: tuple[str, ...]) -> None:
@@ -217,23 +215,3 @@ class _OpenAiApi:
             # The client went away; generate_all has already freed its sequences.
             _logger.debug("client left %s mid-stream", request.path)
         return response
-
-
-async def _read_json_object(request: web.Request) -> Mapping[str, object]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as error:
-        raise ApiError(413, f"The request body exceeds {MAX_REQUEST_BYTES} bytes.", code="request_too_large") from error
-    return parse_json_object(raw)
-
-
-def _new_header(id_prefix: str, model: str) -> ResponseHeader:
-    return ResponseHeader(id=f"{id_prefix}-{uuid4().hex}", created=int(time.time()), model=model)
-
-
-def _json_response(payload: Mapping[str, object]) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), content_type="application/json")
-
-
-def _error_response(error: ApiError) -> web.Response:
-    return web.Response(status=error.status, body=orjson.dumps(error.body()), content_type="application/json")

@@ -34,13 +34,11 @@ from engine.spec.bench_prompts import BenchPrompt, builtin_prompts, load_prompts
 from engine.spec.drafters.early_exit import DEFAULT_MAX_TOKENS
 from engine.spec.gate import Gate
 from engine.spec.heads import load_head
+from engine.spec.models.catalog import model_directory, torch_dtype
 from engine.spec.modes import build_mode
 from engine.spec.modes import mode_names as registered_modes
 from engine.spec.runner import Runner, set_threads
 from engine.spec.weights import load_checkpoint
-
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-MODELS = ("smollm2", "tiny")
 
 
 @dataclass(frozen=True)
@@ -79,22 +77,6 @@ class PromptRecord:
     set_name: str
     prompt_ids: list[int]
     runs: dict[str, PromptRun] = field(default_factory=dict)
-
-
-def model_directory(options: BenchOptions) -> Path:
-    """The checkpoint directory: ``model_dir`` if given, else the cached SmolLM2 (made on first use) or a tiny
-    locally made model under the same cache root."""
-    if options.model_dir is not None:
-        return options.model_dir
-    from engine.spec.models.smollm2 import cache_dir, ensure_smollm2
-
-    if options.model == "smollm2":
-        return ensure_smollm2()
-    if options.model == "tiny":
-        from engine.spec.models.tiny import TinySpec, ensure_tiny
-
-        return ensure_tiny(cache_dir().parent / "tiny-llama-bench", TinySpec(num_layers=4, initializer_range=0.1))
-    raise ValueError(f"unknown model {options.model!r}; known: {', '.join(MODELS)}")
 
 
 def encode(tokenizer: Any, prompt: BenchPrompt) -> list[int]:
@@ -149,17 +131,16 @@ def prepare(options: BenchOptions, prompts: Sequence[BenchPrompt] | None = None)
     ``ValueError`` for invalid options."""
     if options.repeats < 1 or options.max_new_tokens < 1 or options.threads < 1:
         raise ValueError("repeats, max_new_tokens and threads must be >= 1")
-    if options.dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {options.dtype!r}; known: {', '.join(DTYPES)}")
+    dtype = torch_dtype(options.dtype)
     if prompts is None:
         prompts = load_prompts(options.prompts_file) if options.prompts_file else builtin_prompts()
     set_threads(options.threads)
     facts = machine_facts(options.threads)
     from transformers import AutoTokenizer
 
-    directory = model_directory(options)
+    directory = model_directory(options.model, options.model_dir)
     tokenizer: Any = AutoTokenizer.from_pretrained(directory)
-    weights = load_checkpoint(directory, DTYPES[options.dtype])
+    weights = load_checkpoint(directory, dtype)
     records = [PromptRecord(prompt.set_name, encode(tokenizer, prompt)) for prompt in prompts]
     capacity = max(len(r.prompt_ids) for r in records) + options.max_new_tokens
     eos: set[int] = set()

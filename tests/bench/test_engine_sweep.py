@@ -19,7 +19,9 @@ from engine.spec.weights import load_checkpoint
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Runner:
-    directory = ensure_tiny(tmp_path_factory.mktemp("tiny"), TinySpec(num_layers=4, initializer_range=0.1, training_files=40))
+    directory = ensure_tiny(
+        tmp_path_factory.mktemp("tiny"), TinySpec(num_layers=4, initializer_range=0.1, training_files=40)
+    )
     return Runner(load_checkpoint(directory), 128)
 
 

