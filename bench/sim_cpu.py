@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import os
 import resource
-import socket
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ import aiohttp
 import orjson
 
 from bench.cpu import process_ticks
+from tokenlabs.devstack import free_ports
 
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
@@ -34,17 +34,6 @@ class LoadResult:
     usage_mismatches: int = 0
     ttft_s: list[float] = field(default_factory=list)
     chunk_gap_s: list[float] = field(default_factory=list)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 async def start_workers(ports: list[int], sim_options: list[str]) -> asyncio.subprocess.Process:
