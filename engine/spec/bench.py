@@ -7,7 +7,8 @@ Method (the contract of every number in the report):
   and the minimum wall time per prompt and mode is kept. Every mode runs once untimed on the first prompt first.
 * A time covers the whole generation, prefill included, as a request would see it.
 * Per prompt set (the built-in ``chat`` and ``copy``, or the file's ``set`` names) and overall, per mode:
-  ``tok_s`` = generated tokens / summed minimum times; ``speedup`` = greedy's summed time / the mode's;
+  ``tok_s`` = generated tokens / summed minimum times; ``speedup`` = the mode's tok/s / greedy's (a bf16 divergence
+  can end an output earlier or later than greedy's, so rates are compared, not times);
   ``acceptance_rate`` = accepted / drafted tokens; ``mean_accepted_len`` = accepted tokens per step that drafted;
   ``identical`` = every output equals greedy's token for token; ``lossless`` = every difference is a near-tie
   (:mod:`engine.spec.bench_lossless`). Greedy's own entry has speedup 1 and no acceptance figures.
@@ -200,7 +201,8 @@ def aggregate(records: Sequence[PromptRecord], name: str) -> dict[str, Any]:
     """One mode's figures over ``records`` (see the module docstring)."""
     runs = [r.runs[name] for r in records]
     seconds = sum(run.seconds for run in runs)
-    greedy_seconds = sum(r.runs[GREEDY].seconds for r in records)
+    greedy_runs = [r.runs[GREEDY] for r in records]
+    greedy_rate = sum(len(run.generation.tokens) for run in greedy_runs) / sum(run.seconds for run in greedy_runs)
     tokens = sum(len(run.generation.tokens) for run in runs)
     stats = [run.generation.stats for run in runs if run.generation.stats is not None]
     drafted = sum(s.draft_tokens for s in stats)
@@ -210,7 +212,7 @@ def aggregate(records: Sequence[PromptRecord], name: str) -> dict[str, Any]:
     divergences = [run.divergence for run in runs if run.divergence is not None]
     return {
         "tok_s": tokens / seconds if seconds else 0.0,
-        "speedup": greedy_seconds / seconds if seconds else 0.0,
+        "speedup": tokens / seconds / greedy_rate if seconds else 0.0,
         "acceptance_rate": accepted / drafted if drafted else (None if not stats else 0.0),
         "mean_accepted_len": accepted / drafts if drafts else (None if not stats else 0.0),
         "drafted_step_share": drafts / steps if steps else None,
