@@ -32,6 +32,7 @@ import torch
 from engine.spec.bench_lossless import DEFAULT_TIE_ULPS, Divergence, find_divergence
 from engine.spec.bench_modes import GREEDY, Generate, Generation, ModeSetup, ModeUnavailableError
 from engine.spec.bench_prompts import BenchPrompt, builtin_prompts, load_prompts
+from engine.spec.drafters.adaptive import DEFAULT_FLOOR
 from engine.spec.drafters.early_exit import DEFAULT_MAX_TOKENS
 from engine.spec.gate import Gate
 from engine.spec.heads import load_head
@@ -61,6 +62,7 @@ class BenchOptions:
     head: Path | None = None
     gate: Gate = field(default_factory=Gate.default)
     draft_len: int = DEFAULT_MAX_TOKENS
+    acceptance_floor: float = DEFAULT_FLOOR
 
 
 @dataclass
@@ -189,7 +191,9 @@ def run_bench(options: BenchOptions, progress: bool = True) -> dict[str, Any]:
     """Runs the benchmark and returns its report (the JSON the CLI writes; see the module docstring). Raises
     ``ValueError`` for invalid options or prompts the model cannot hold."""
     workload = prepare(options)
-    setup = ModeSetup(workload.runner, options.max_draft, options.head, options.gate, options.draft_len)
+    setup = ModeSetup(
+        workload.runner, options.max_draft, options.head, options.gate, options.draft_len, options.acceptance_floor
+    )
     modes, skipped = select_modes(options.modes, setup)
     measure(workload, modes, options.repeats, options.max_new_tokens, progress)
     compare_with_greedy(workload, options.tie_ulps)
@@ -247,6 +251,7 @@ def build_report(
         "k": head_exit_layer(options.head),
         "gate": {"kind": options.gate.kind, "threshold": options.gate.threshold},
         "draft_len": options.draft_len,
+        "acceptance_floor": options.acceptance_floor,
         "max_draft": options.max_draft,
         "max_new_tokens": options.max_new_tokens,
         "repeats": options.repeats,
@@ -321,7 +326,8 @@ def summary_table(report: dict[str, Any]) -> str:
     lines = [
         f"model {report['model']}, {report['dtype']}, {report['threads']} threads, max_new_tokens "
         f"{report['max_new_tokens']}, min of {report['repeats']}; early exit K={report['k']}, gate "
-        f"{report['gate']['kind']} <= {report['gate']['threshold']}, draft_len {report['draft_len']};"
+        f"{report['gate']['kind']} <= {report['gate']['threshold']}, draft_len {report['draft_len']}, "
+        f"acceptance floor {report['acceptance_floor']};"
         f" load avg {report['machine']['loadavg_at_start']}"
         f" -> {report['machine']['loadavg_at_end']}",
         f"{'mode':<10} {'set':<8} {'tok/s':>7} {'speedup':>8} {'accept':>7} {'acc/draft':>9} {'identical':>10} "

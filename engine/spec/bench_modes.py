@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.spec.drafters import Drafter
+from engine.spec.drafters.adaptive import DEFAULT_FLOOR
 from engine.spec.drafters.early_exit import DEFAULT_MAX_TOKENS
 from engine.spec.gate import Gate
 from engine.spec.greedy import greedy_generate
@@ -27,14 +28,15 @@ GREEDY = "greedy"
 @dataclass(frozen=True)
 class ModeSetup:
     """What a mode builder gets: the runner every mode shares, the most tokens a step may draft, the path of a
-    fitted exit-head artifact when one was given (``--head``), and for early exit its gate (None: the default) and
-    the most tokens it drafts per step."""
+    fitted exit-head artifact when one was given (``--head``), and for early exit its gate (None: the default), the
+    most tokens it drafts per step and the acceptance floor below which a sequence stops drafting (0: never)."""
 
     runner: Runner
     max_draft: int = 4
     head: Path | None = None
     gate: Gate | None = None
     draft_len: int = DEFAULT_MAX_TOKENS
+    acceptance_floor: float = DEFAULT_FLOOR
 
 
 @dataclass(frozen=True)

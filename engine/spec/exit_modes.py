@@ -1,12 +1,14 @@
 """The drafter factories of the ``early_exit`` and ``hybrid`` modes of ``tokenlabs engine bench`` (the table is in
 ``modes.py``). Both need a fitted exit head (``--head DIR``, an artifact of ``tokenlabs engine fit-head``) and use
-the setup's gate (``--gate``) and early-exit draft length (``--draft-len``).
+the setup's gate (``--gate``), early-exit draft length (``--draft-len``) and acceptance floor
+(``--acceptance-floor``, :mod:`engine.spec.drafters.adaptive`), which each sequence applies on its own.
 """
 
 from __future__ import annotations
 
 from engine.spec.bench_modes import DrafterFactory, ModeSetup, ModeUnavailableError
 from engine.spec.drafters import Drafter
+from engine.spec.drafters.adaptive import AdaptiveDrafter
 from engine.spec.drafters.early_exit import EarlyExitDrafter
 from engine.spec.drafters.hybrid import HybridDrafter
 from engine.spec.heads import ExitHead, load_head
@@ -24,12 +26,11 @@ def _head(setup: ModeSetup) -> ExitHead:
 
 def early_exit_drafters(setup: ModeSetup) -> DrafterFactory:
     head = _head(setup)
-    drafter = EarlyExitDrafter(
-        head, setup.gate, setup.draft_len
-    )  # stateless across sequences, so one serves every generation
+    # The exit drafter is stateless across sequences, so one serves all; the floor's average is per sequence.
+    drafter = EarlyExitDrafter(head, setup.gate, setup.draft_len)
 
     def make() -> Drafter:
-        return drafter
+        return AdaptiveDrafter(drafter, setup.acceptance_floor)
 
     return make
 
@@ -38,6 +39,7 @@ def hybrid_drafters(setup: ModeSetup) -> DrafterFactory:
     head = _head(setup)
 
     def make() -> Drafter:
-        return HybridDrafter(EarlyExitDrafter(head, setup.gate, setup.draft_len))
+        early_exit = EarlyExitDrafter(head, setup.gate, setup.draft_len)
+        return HybridDrafter(AdaptiveDrafter(early_exit, setup.acceptance_floor))
 
     return make

@@ -66,6 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "unit, inf for none (default: entropy at its default threshold, 1.0 nats)",
     )
     parser.add_argument(
+        "--acceptance-floor",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="early exit pauses on a sequence whose recent drafts were accepted less often than this (0: never; "
+        "default: 0.2)",
+    )
+    parser.add_argument(
         "--draft-len", type=_positive, default=None, help="early exit's tokens per draft at most (default: 2)"
     )
     parser.add_argument("--json", dest="json_out", type=Path, required=True, metavar="OUT", help="write the report")
@@ -95,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.draft_len is not None:
             options = dataclasses.replace(options, draft_len=args.draft_len)
+        if args.acceptance_floor is not None:
+            options = dataclasses.replace(options, acceptance_floor=args.acceptance_floor)
         report = run_bench(options, progress=not args.quiet)
     except (ValueError, KeyError, ModeUnavailableError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
