@@ -32,7 +32,6 @@ import torch
 from engine.spec.bench_lossless import DEFAULT_TIE_ULPS, Divergence, find_divergence
 from engine.spec.bench_modes import GREEDY, Generate, Generation, ModeSetup, ModeUnavailableError
 from engine.spec.bench_prompts import BenchPrompt, builtin_prompts, load_prompts
-from engine.spec.drafters.adaptive import DEFAULT_FLOOR
 from engine.spec.drafters.early_exit import DEFAULT_MAX_TOKENS
 from engine.spec.gate import Gate
 from engine.spec.heads import load_head
@@ -62,7 +61,7 @@ class BenchOptions:
     head: Path | None = None
     gate: Gate = field(default_factory=Gate.default)
     draft_len: int = DEFAULT_MAX_TOKENS
-    acceptance_floor: float = DEFAULT_FLOOR
+    acceptance_floor: float = 0.0
 
 
 @dataclass

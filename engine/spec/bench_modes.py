@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.spec.drafters import Drafter
-from engine.spec.drafters.adaptive import DEFAULT_FLOOR
 from engine.spec.drafters.early_exit import DEFAULT_MAX_TOKENS
 from engine.spec.gate import Gate
 from engine.spec.greedy import greedy_generate
@@ -36,7 +35,7 @@ class ModeSetup:
     head: Path | None = None
     gate: Gate | None = None
     draft_len: int = DEFAULT_MAX_TOKENS
-    acceptance_floor: float = DEFAULT_FLOOR
+    acceptance_floor: float = 0.0
 
 
 @dataclass(frozen=True)

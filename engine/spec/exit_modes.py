@@ -1,7 +1,8 @@
 """The drafter factories of the ``early_exit`` and ``hybrid`` modes of ``tokenlabs engine bench`` (the table is in
 ``modes.py``). Both need a fitted exit head (``--head DIR``, an artifact of ``tokenlabs engine fit-head``) and use
 the setup's gate (``--gate``), early-exit draft length (``--draft-len``) and acceptance floor
-(``--acceptance-floor``, :mod:`engine.spec.drafters.adaptive`), which each sequence applies on its own.
+(``--acceptance-floor``, :mod:`engine.spec.drafters.adaptive`; 0, the default, is off), which each sequence
+applies on its own.
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ def _head(setup: ModeSetup) -> ExitHead:
     return head
 
 
+def with_floor(drafter: Drafter, floor: float) -> Drafter:
+    """``drafter`` behind an acceptance floor for one sequence, or as it is when ``floor`` is 0."""
+    return AdaptiveDrafter(drafter, floor) if floor > 0 else drafter
+
+
 def early_exit_drafters(setup: ModeSetup) -> DrafterFactory:
     head = _head(setup)
     # The exit drafter is stateless across sequences, so one serves all; the floor's average is per sequence.
     drafter = EarlyExitDrafter(head, setup.gate, setup.draft_len)
 
     def make() -> Drafter:
-        return AdaptiveDrafter(drafter, setup.acceptance_floor)
+        return with_floor(drafter, setup.acceptance_floor)
 
     return make
 
@@ -40,6 +46,6 @@ def hybrid_drafters(setup: ModeSetup) -> DrafterFactory:
 
     def make() -> Drafter:
         early_exit = EarlyExitDrafter(head, setup.gate, setup.draft_len)
-        return HybridDrafter(AdaptiveDrafter(early_exit, setup.acceptance_floor))
+        return HybridDrafter(with_floor(early_exit, setup.acceptance_floor))
 
     return make

@@ -70,8 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="RATE",
-        help="early exit pauses on a sequence whose recent drafts were accepted less often than this (0: never; "
-        "default: 0.2)",
+        help="early exit pauses on a sequence whose recent drafts were accepted less often than this, e.g. 0.2 "
+        "(default: 0, never; measured no gain on the built-in prompts)",
     )
     parser.add_argument(
         "--draft-len", type=_positive, default=None, help="early exit's tokens per draft at most (default: 2)"

@@ -90,5 +90,7 @@ def test_bench_modes_build_from_an_artifact(runner: Runner, tmp_path: Path) -> N
     for mode in ("early_exit", "hybrid"):
         generation = build_mode(mode, ModeSetup(runner, 4, tmp_path))(prompt, NEW, ())
         assert generation.tokens == greedy and generation.stats is not None
+        floored = build_mode(mode, ModeSetup(runner, 4, tmp_path, acceptance_floor=0.2))(prompt, NEW, ())
+        assert floored.tokens == greedy
         with pytest.raises(ModeUnavailableError):
             build_mode(mode, ModeSetup(runner, 4, None))
