@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=RESULTS / "engine_vllm_peer.json")
     args = parser.parse_args(argv)
 
-    install = VllmInstall(args.vllm_python.resolve(), model_directory("smollm2"))
+    install = VllmInstall(args.vllm_python.absolute(), model_directory("smollm2"))
     ngram = {"method": "ngram", "num_speculative_tokens": args.speculative_tokens}
     ngram |= {"prompt_lookup_max": 3, "prompt_lookup_min": 2}  # the engine's lookup: the last 3, then 2 tokens
     facts = machine_facts(threads=2)
@@ -124,7 +124,7 @@ def run(servers: dict[str, PeerServer], repeats: int, max_new_tokens: int) -> di
         for name, outcomes in best.items():
             seconds = sum(outcomes[i][0] for i in chosen)
             row[name] = {"tok_s": sum(outcomes[i][1] for i in chosen) / seconds, "seconds": seconds}
-        row["speedup"] = row["vllm"]["seconds"] / row["vllm_ngram"]["seconds"]
+        row["speedup"] = row["vllm_ngram"]["tok_s"] / row["vllm"]["tok_s"]
         sets[set_name] = row
     return {"sets": sets}
 
