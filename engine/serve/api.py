@@ -22,18 +22,18 @@ from engine.serve.prompts import chat_prompt_ids, completion_prompt_ids, empty_p
 from engine.serve.sampling_params import SamplingParams, parse_sampling_params
 from engine.serve.streams import ChatTextStream, CompletionTextStream, TextEventStream
 from engine.serve.worker import GenerationRequest, TorchWorker
-from engine.sim.errors import ApiError, invalid_request, model_not_found
+from engine.sim.errors import ApiError, invalid_request
 from engine.sim.json_http import (
     MAX_REQUEST_BYTES,
+    WorkerRoutes,
     error_response,
     event_stream_response,
     json_response,
     new_header,
     read_json_object,
 )
-from engine.sim.metrics import METRICS_CONTENT_TYPE
 from engine.sim.request_parsing import check_context_length, parse_chat_completion, parse_completion
-from engine.sim.response_payloads import FinishedChoice, Usage, chat_completion, model_list, text_completion
+from engine.sim.response_payloads import FinishedChoice, Usage, chat_completion, text_completion
 
 _logger = logging.getLogger(__name__)
 
@@ -57,8 +57,9 @@ class _Generated:
     finish_reason: str
 
 
-class _OpenAiApi:
+class _OpenAiApi(WorkerRoutes):
     def __init__(self, worker: TorchWorker) -> None:
+        super().__init__(worker)
         self._worker = worker
         self._tokenizer = worker.model.tokenizer
 
@@ -66,7 +67,7 @@ class _OpenAiApi:
         try:
             body = await read_json_object(request)
             chat = parse_chat_completion(body)
-            self._require_served(chat.options.model)
+            self.require_served(chat.options.model)
             prompt_ids = chat_prompt_ids(self._tokenizer, chat.messages)
             generation = self._request(prompt_ids, chat.options.max_tokens, parse_sampling_params(body), "messages")
         except ApiError as error:
@@ -82,7 +83,7 @@ class _OpenAiApi:
         try:
             body = await read_json_object(request)
             completion = parse_completion(body)
-            self._require_served(completion.options.model)
+            self.require_served(completion.options.model)
             if len(completion.prompts) != 1:
                 raise invalid_request(
                     "This engine takes one prompt per request.", param="prompt", code="unsupported_value"
@@ -99,20 +100,6 @@ class _OpenAiApi:
         generated = await self._generate(generation)
         choice = FinishedChoice(self._worker.model.decode(generated.token_ids), generated.finish_reason)
         return json_response(text_completion(header, [choice], _usage(generation, generated.token_ids)))
-
-    async def models(self, request: web.Request) -> web.Response:
-        worker = self._worker
-        return json_response(model_list(worker.model_names, worker.created, worker.max_model_len))
-
-    async def health(self, request: web.Request) -> web.Response:
-        return web.Response()
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._worker.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-    def _require_served(self, model: str) -> None:
-        if model not in self._worker.model_names:
-            raise model_not_found(model)
 
     def _request(
         self, prompt_ids: Sequence[int], max_tokens: int | None, sampling: SamplingParams, prompt_param: str

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument(
         "--drain-seconds",
-        type=_drain_seconds,
+        type=drain_seconds,
         default=DEFAULT_DRAIN_SECONDS,
         help="on SIGINT/SIGTERM, how long in-flight requests may take to finish (default: %(default)s)",
     )
@@ -106,7 +106,8 @@ def _knob_parser(knob: "Field[object]") -> Callable[[str], object]:
     return parse
 
 
-def _drain_seconds(text: str) -> float:
+def drain_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0 (the engines' ``--drain-seconds``)."""
     try:
         seconds = float(text)
     except ValueError as error:

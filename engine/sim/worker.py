@@ -10,9 +10,10 @@ from aiohttp import web
 
 from engine.sim.config import SimConfig
 from engine.sim.engine_core import Clock, EngineCore, Sleep
-from engine.sim.errors import ApiError, model_not_found
+from engine.sim.errors import ApiError
 from engine.sim.json_http import (
     MAX_REQUEST_BYTES,
+    WorkerRoutes,
     error_response,
     event_stream_response,
     json_response,
@@ -20,7 +21,7 @@ from engine.sim.json_http import (
     read_json_object,
 )
 from engine.sim.latency import speech_seconds
-from engine.sim.metrics import METRICS_CONTENT_TYPE, WorkerMetrics
+from engine.sim.metrics import WorkerMetrics
 from engine.sim.planning import GenerationPlan, plan_generation
 from engine.sim.request_parsing import (
     check_context_length,
@@ -30,7 +31,6 @@ from engine.sim.request_parsing import (
 from engine.sim.response_payloads import (
     FinishedChoice,
     chat_completion,
-    model_list,
     text_completion,
 )
 from engine.sim.scheduler import Scheduler
@@ -74,6 +74,10 @@ class SimWorker:
         self.created = int(time.time())
         self._clock = clock
         self._sleep = sleep
+
+    @property
+    def max_model_len(self) -> int:
+        return self.config.max_model_len
 
     def plan(self, prompt_tokens: Sequence[str], max_tokens: int | None, prompt_param: str) -> GenerationPlan:
         check_context_length(len(prompt_tokens), max_tokens, self.config.max_model_len, prompt_param)
@@ -126,14 +130,15 @@ def build_app(worker: SimWorker) -> web.Application:
     return app
 
 
-class _OpenAiApi:
+class _OpenAiApi(WorkerRoutes):
     def __init__(self, worker: SimWorker) -> None:
+        super().__init__(worker)
         self._worker = worker
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
             chat = parse_chat_completion(await read_json_object(request))
-            self._require_served(chat.options.model)
+            self.require_served(chat.options.model)
             prompt_tokens = chat_prompt_tokens(chat.messages)
             plan = self._worker.plan(prompt_tokens, chat.options.max_tokens, prompt_param="messages")
         except ApiError as error:
@@ -147,7 +152,7 @@ class _OpenAiApi:
     async def completions(self, request: web.Request) -> web.StreamResponse:
         try:
             completion = parse_completion(await read_json_object(request))
-            self._require_served(completion.options.model)
+            self.require_served(completion.options.model)
             max_tokens = completion.options.max_tokens
             plans = tuple(
                 self._worker.plan(tokenize(prompt), max_tokens, prompt_param="prompt") for prompt in completion.prompts
@@ -164,25 +169,11 @@ class _OpenAiApi:
     async def speech(self, request: web.Request) -> web.Response:
         try:
             speech = parse_speech(await read_json_object(request))
-            self._require_served(speech.model)
+            self.require_served(speech.model)
         except ApiError as error:
             return error_response(error)
         audio = await self._worker.synthesize(speech)
         return web.Response(body=audio, content_type=CONTENT_TYPES[speech.response_format])
-
-    async def models(self, request: web.Request) -> web.Response:
-        worker = self._worker
-        return json_response(model_list(worker.model_names, worker.created, worker.config.max_model_len))
-
-    async def health(self, request: web.Request) -> web.Response:
-        return web.Response()
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._worker.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-    def _require_served(self, model: str) -> None:
-        if model not in self._worker.model_names:
-            raise model_not_found(model)
 
     async def _finish(self, plans: Sequence[GenerationPlan]) -> list[FinishedChoice]:
         texts: list[list[str]] = [[] for _ in plans]

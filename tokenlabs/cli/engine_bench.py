@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from engine.spec.models.catalog import DTYPES, MODELS
+from tokenlabs.cli.common import positive_int
 
 DEFAULT_MODES_HELP = "every registered mode that can be built (now greedy, lookup)"
 
@@ -21,13 +22,6 @@ def _modes(value: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of modes")
     return names
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSONL, one object per line with 'messages' (OpenAI chat) or 'prompt', optional 'set'; "
         "default: the built-in chat and copy-heavy prompts",
     )
-    parser.add_argument("--max-new-tokens", type=_positive, default=96, help="(default: %(default)s)")
-    parser.add_argument("--repeats", type=_positive, default=3, help="timed runs per prompt and mode, min kept")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=96, help="(default: %(default)s)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per prompt and mode, min kept")
     parser.add_argument("--modes", type=_modes, default=None, help=f"comma-separated; default: {DEFAULT_MODES_HELP}")
     parser.add_argument("--dtype", choices=DTYPES, default="bf16", help="(default: %(default)s)")
-    parser.add_argument("--threads", type=_positive, default=2, help="torch threads (default: %(default)s)")
-    parser.add_argument("--max-draft", type=_positive, default=4, help="tokens drafted per step at most")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default: %(default)s)")
+    parser.add_argument("--max-draft", type=positive_int, default=4, help="tokens drafted per step at most")
     parser.add_argument(
         "--tie-ulps",
         type=float,
@@ -74,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: 0, never; measured no gain on the built-in prompts)",
     )
     parser.add_argument(
-        "--draft-len", type=_positive, default=None, help="early exit's tokens per draft at most (default: 2)"
+        "--draft-len", type=positive_int, default=None, help="early exit's tokens per draft at most (default: 2)"
     )
     parser.add_argument("--json", dest="json_out", type=Path, required=True, metavar="OUT", help="write the report")
     parser.add_argument("--quiet", action="store_true", help="no per-prompt progress lines")

@@ -15,30 +15,12 @@ from pathlib import Path
 from typing import Final
 
 from engine.serve.options import SPEC_MODES
+from engine.sim.cli import drain_seconds
 from engine.spec.models.catalog import DTYPES, MODELS
+from tokenlabs.cli.common import positive_int
 
 READY_LINE: Final = "torch worker ready"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from error
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from error
-    if not 0 <= seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value!r}")
-    return seconds
 
 
 def _port(value: str) -> int:
@@ -71,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_port, default=8000, help="0 picks a free port (default: %(default)s)")
     parser.add_argument("--dtype", choices=DTYPES, default="bf16", help="(default: %(default)s)")
     parser.add_argument(
-        "--threads", type=_positive, default=2, metavar="N", help="torch threads (default: %(default)s)"
+        "--threads", type=positive_int, default=2, metavar="N", help="torch threads (default: %(default)s)"
     )
     parser.add_argument(
         "--spec-mode",
@@ -84,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--head", type=Path, default=None, metavar="DIR", help="exit-head artifact (tokenlabs engine fit-head)"
     )
     parser.add_argument(
-        "--max-draft", type=_positive, default=4, metavar="N", help="most tokens one step drafts (default: 4)"
+        "--max-draft", type=positive_int, default=4, metavar="N", help="most tokens one step drafts (default: 4)"
     )
     parser.add_argument(
         "--gate",
@@ -94,18 +76,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: entropy at 1.0 nats)",
     )
     parser.add_argument(
-        "--draft-len", type=_positive, default=2, metavar="N", help="early exit's tokens per draft (default: 2)"
+        "--draft-len", type=positive_int, default=2, metavar="N", help="early exit's tokens per draft (default: 2)"
     )
     parser.add_argument(
         "--max-model-len",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         default=2048,
         help="KV cache capacity: longest prompt + completion (default: %(default)s)",
     )
     parser.add_argument(
         "--drain-seconds",
-        type=_seconds,
+        type=drain_seconds,
         metavar="S",
         default=10.0,
         help="on SIGINT/SIGTERM, how long in-flight and queued requests may take to finish (default: %(default)s)",

@@ -10,27 +10,21 @@ import sys
 from pathlib import Path
 
 from engine.spec.models.catalog import MODELS
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return number
+from tokenlabs.cli.common import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=MODELS, default="smollm2", help="(default: %(default)s)")
     parser.add_argument("--model-dir", type=Path, help="a Llama checkpoint directory instead of --model's")
-    parser.add_argument("--k", type=_positive, required=True, help="exit layer: draft from layers [0, K)")
+    parser.add_argument("--k", type=positive_int, required=True, help="exit layer: draft from layers [0, K)")
     parser.add_argument("--kind", choices=("lsq", "distill"), default="distill", help="(default: %(default)s)")
-    parser.add_argument("--prompts", type=_positive, default=200, help="training prompts (default: %(default)s)")
+    parser.add_argument("--prompts", type=positive_int, default=200, help="training prompts (default: %(default)s)")
     parser.add_argument("--heldout", type=int, default=40, help="held-out prompts (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=_positive, default=96, help="(default: %(default)s)")
-    parser.add_argument("--vocab", type=_positive, default=8192, help="draft vocabulary size (default: %(default)s)")
-    parser.add_argument("--epochs", type=_positive, default=4, help="distill epochs (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=96, help="(default: %(default)s)")
+    parser.add_argument("--vocab", type=positive_int, default=8192, help="draft vocabulary size (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, default=4, help="distill epochs (default: %(default)s)")
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="(default: %(default)s)")
-    parser.add_argument("--threads", type=_positive, default=2, help="(default: %(default)s)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="(default: %(default)s)")
     parser.add_argument("--out", type=Path, help="artifact directory (default: next to the model, by K and kind)")
     parser.add_argument("--cache", type=Path, help="calibration cache directory (default: next to the model)")
 
