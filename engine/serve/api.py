@@ -24,7 +24,6 @@ from engine.serve.streams import ChatTextStream, CompletionTextStream, TextEvent
 from engine.serve.worker import GenerationRequest, TorchWorker
 from engine.sim.errors import ApiError, invalid_request
 from engine.sim.json_http import (
-    MAX_REQUEST_BYTES,
     WorkerRoutes,
     error_response,
     event_stream_response,
@@ -42,12 +41,9 @@ def build_app(worker: TorchWorker) -> web.Application:
     """Serve it with ``handler_cancellation=True`` (as ``engine.serve.server`` does), so that a client that goes
     away frees its place in the queue, or the model, at once."""
     api = _OpenAiApi(worker)
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app = api.application()
     app.router.add_post("/v1/chat/completions", api.chat_completions)
     app.router.add_post("/v1/completions", api.completions)
-    app.router.add_get("/v1/models", api.models)
-    app.router.add_get("/health", api.health)
-    app.router.add_get("/metrics", api.metrics)
     return app
 
 

@@ -73,6 +73,14 @@ class WorkerRoutes:
     def __init__(self, worker: ServedWorker) -> None:
         self._served = worker
 
+    def application(self) -> web.Application:
+        """An application with these routes and the request size limit; the caller adds its generation routes."""
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
     async def models(self, request: web.Request) -> web.Response:
         worker = self._served
         return json_response(model_list(worker.model_names, worker.created, worker.max_model_len))

@@ -12,7 +12,6 @@ from engine.sim.config import SimConfig
 from engine.sim.engine_core import Clock, EngineCore, Sleep
 from engine.sim.errors import ApiError
 from engine.sim.json_http import (
-    MAX_REQUEST_BYTES,
     WorkerRoutes,
     error_response,
     event_stream_response,
@@ -120,13 +119,10 @@ def build_app(worker: SimWorker) -> web.Application:
     """The worker's HTTP API. Serve it with ``handler_cancellation=True`` (as the runner does) so a client that
     goes away while waiting or generating frees its slot at once."""
     api = _OpenAiApi(worker)
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app = api.application()
     app.router.add_post("/v1/chat/completions", api.chat_completions)
     app.router.add_post("/v1/completions", api.completions)
     app.router.add_post("/v1/audio/speech", api.speech)
-    app.router.add_get("/v1/models", api.models)
-    app.router.add_get("/health", api.health)
-    app.router.add_get("/metrics", api.metrics)
     return app
 
 
