@@ -26,7 +26,7 @@ import httpx
 from engine.spec.bench import machine_facts
 from engine.spec.bench_prompts import builtin_prompts
 from engine.spec.models.catalog import model_directory
-from tests.vllm.metrics import metric
+from tests.helpers import metric
 from tests.vllm.server import LAUNCHER, VllmInstall, VllmServer
 from tokenlabs.devstack import free_ports
 

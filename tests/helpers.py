@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
+import orjson
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import attribute_context_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as authz_pb2
@@ -72,6 +74,18 @@ def response_header_values(response: authz_pb2.CheckResponse) -> dict[str, str]:
     return {option.header.key: option.header.value for option in options}
 
 
+def sse_events(body: bytes) -> list[Any]:
+    """The data of every server-sent event in a whole response body, JSON-decoded except the literal ``[DONE]``."""
+    text = body.decode()
+    assert text.endswith("\n\n"), text[-200:]
+    events = []
+    for frame in text.split("\n\n")[:-1]:
+        assert frame.startswith("data: "), frame
+        data = frame.removeprefix("data: ")
+        events.append(data if data == "[DONE]" else orjson.loads(data))
+    return events
+
+
 def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Samples by (name, labels), for exact lookups in assertions."""
     return {
@@ -79,3 +93,19 @@ def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The sum of the samples ``name`` whose labels include ``labels``; None when there is none (not exported)."""
+    values = [
+        value
+        for (found, found_labels), value in metric_samples(text).items()
+        if found == name and labels.items() <= dict(found_labels).items()
+    ]
+    return sum(values) if values else None
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """As ``sample``, with a counter that has not counted yet (not exported) read as 0."""
+    value = sample(text, name, **labels)
+    return 0.0 if value is None else value

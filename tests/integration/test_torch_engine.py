@@ -15,8 +15,9 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from engine.spec.models.tiny import ensure_tiny
 from tests.engine.serve.support import TINY
+from tests.helpers import metric, sample
 from tests.integration.stack import RunningStack, stack_config, start_stack
-from tests.vllm.metrics import metric, sample, scrape, scrape_until
+from tests.vllm.metrics import scrape, scrape_until
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 PRO_KEY = "tlabs_pro_demo_key_change_me"

@@ -11,22 +11,6 @@ import httpx
 from tests.helpers import metric_samples
 
 
-def sample(text: str, name: str, **labels: str) -> float | None:
-    """The sum of the samples ``name`` whose labels include ``labels``; None when there is none (not exported)."""
-    values = [
-        value
-        for (found, found_labels), value in metric_samples(text).items()
-        if found == name and labels.items() <= dict(found_labels).items()
-    ]
-    return sum(values) if values else None
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """As ``sample``, with a counter that has not counted yet (not exported) read as 0."""
-    value = sample(text, name, **labels)
-    return 0.0 if value is None else value
-
-
 def info_labels(text: str, name: str) -> dict[str, str]:
     """The labels of an info-style metric such as ``vllm:cache_config_info``."""
     for (found, labels), _ in metric_samples(text).items():

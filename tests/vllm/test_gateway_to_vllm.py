@@ -12,10 +12,11 @@ import pytest
 from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionMessageParam
 
+from tests.helpers import metric
 from tests.integration.stack import RunningStack, tenant_usage
 from tests.vllm.config import POOL, PRICES
 from tests.vllm.load import IGNORE_EOS
-from tests.vllm.metrics import metric, scrape, scrape_until
+from tests.vllm.metrics import scrape, scrape_until
 from tests.vllm.server import SERVED_MODEL, VllmServer
 from tokenlabs.v1 import usage_pb2
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import httpx
 import openai
 
+from tests.helpers import metric, sample
 from tests.integration.stack import RunningStack
 from tests.vllm.config import POOL
 from tests.vllm.load import wave
-from tests.vllm.metrics import metric, sample, scrape, scrape_until
+from tests.vllm.metrics import scrape, scrape_until
 from tests.vllm.server import MAX_MODEL_LEN, MAX_NUM_SEQS, VllmServer
 
 READY = "tokenlabs_epp_endpoint_ready"

@@ -13,8 +13,9 @@ import random
 import httpx
 import openai
 
+from tests.helpers import metric
 from tests.vllm.load import complete, random_prompt
-from tests.vllm.metrics import info_labels, metric, scrape
+from tests.vllm.metrics import info_labels, scrape
 from tests.vllm.server import VllmServer
 
 HITS = "vllm:prefix_cache_hits_total"

@@ -7,9 +7,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
-
-import orjson
 
 from engine.serve.model import LoadedModel
 from engine.serve.options import ServeOptions
@@ -20,7 +17,6 @@ from engine.spec.models.tiny import TinySpec
 from engine.spec.runner import Runner
 from engine.spec.sampling import AcceptanceRule
 from engine.spec.speculative import SpecStats, SpeculativeDecoder
-from tests.helpers import metric_samples
 
 # As the spec tests' model: four layers, greedy output that wanders (initializer_range 0.1), a tokenizer trained on
 # 40 files (about a second).
@@ -121,29 +117,8 @@ async def served_worker(
         worker.close()
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples ``name`` whose labels include ``labels`` (0 when there is none)."""
-    return sum(
-        value
-        for (found, found_labels), value in metric_samples(text).items()
-        if found == name and labels.items() <= dict(found_labels).items()
-    )
-
-
 async def wait_until(condition: Callable[[], bool], within_seconds: float = 10.0) -> None:
     deadline = time.monotonic() + within_seconds
     while not condition():
         assert time.monotonic() < deadline, f"condition still false after {within_seconds} s"
         await asyncio.sleep(0.005)
-
-
-def sse_events(body: bytes) -> list[Any]:
-    """The data of every server-sent event, JSON-decoded except the literal ``[DONE]``."""
-    text = body.decode()
-    assert text.endswith("\n\n"), text[-200:]
-    events = []
-    for frame in text.split("\n\n")[:-1]:
-        assert frame.startswith("data: "), frame
-        data = frame.removeprefix("data: ")
-        events.append(data if data == "[DONE]" else orjson.loads(data))
-    return events

@@ -10,7 +10,8 @@ import pytest
 
 from engine.serve.model import LoadedModel
 from engine.serve.worker import TorchWorker
-from tests.engine.serve.support import MAX_MODEL_LEN, MODEL, metric, served_worker
+from tests.engine.serve.support import MAX_MODEL_LEN, MODEL, served_worker
+from tests.helpers import metric
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"

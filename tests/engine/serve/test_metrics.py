@@ -9,8 +9,8 @@ import aiohttp
 
 from engine.serve.model import LoadedModel
 from engine.serve.options import ServeOptions
-from tests.engine.serve.support import MAX_MODEL_LEN, MODEL, OPTIONS, Decoders, metric, served_worker
-from tests.helpers import metric_samples
+from tests.engine.serve.support import MAX_MODEL_LEN, MODEL, OPTIONS, Decoders, served_worker
+from tests.helpers import metric, metric_samples
 
 # Repetitive prompts, on which the tiny random model repeats itself too (a random model copies nothing from an
 # ordinary prompt): prompt lookup then drafts from the prompt and from what the model wrote, and is accepted.

@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 
 from engine.serve.model import LoadedModel
-from tests.engine.serve.support import MODEL, Decoders, metric, served_worker, sse_events, wait_until
+from tests.engine.serve.support import MODEL, Decoders, served_worker, wait_until
+from tests.helpers import metric, sse_events
 
 MESSAGES = [{"role": "user", "content": "Count to ten."}]
 

@@ -11,7 +11,8 @@ import aiohttp
 from engine.serve.model import LoadedModel
 from engine.serve.server import serve
 from engine.serve.worker import TorchWorker
-from tests.engine.serve.support import MODEL, OPTIONS, Decoders, sse_events, wait_until
+from tests.engine.serve.support import MODEL, OPTIONS, Decoders, wait_until
+from tests.helpers import sse_events
 
 
 async def test_a_stop_drains_the_requests_in_flight_and_queued(

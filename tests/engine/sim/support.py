@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-import orjson
 
 from engine.sim.config import SimConfig
 from engine.sim.runner import WorkerBinding, listening
 from engine.sim.worker import SimWorker
+from tests.helpers import sse_events
 
 # Latencies small enough to keep the suite fast, large enough that requests overlap when a test wants them to.
 FAST_CONFIG = SimConfig(
@@ -107,11 +107,4 @@ async def served(worker: SimWorker) -> AsyncIterator[str]:
 
 async def read_sse(response: aiohttp.ClientResponse) -> list[Any]:
     """The data of every server-sent event, JSON-decoded except the literal ``[DONE]``."""
-    body = (await response.read()).decode()
-    assert body.endswith("\n\n"), body[-200:]
-    events = []
-    for frame in body.split("\n\n")[:-1]:
-        assert frame.startswith("data: "), frame
-        data = frame.removeprefix("data: ")
-        events.append(data if data == "[DONE]" else orjson.loads(data))
-    return events
+    return sse_events(await response.read())
