@@ -14,6 +14,7 @@ import contextlib
 import copy
 import ctypes
 import logging
+import random
 import signal
 import socket
 import sys
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 ReadyCheck = Callable[[], Awaitable[bool]]
 OUTPUT_TAIL_LINES = 40
 PR_SET_PDEATHSIG = 1
+# Listening ports for the local stack and the tests are drawn from here up to the kernel's ephemeral range.
+FIRST_LISTEN_PORT = 20000
+LINUX_EPHEMERAL_START = 32768
 
 
 def die_with_parent() -> None:
@@ -46,12 +50,33 @@ def die_with_parent() -> None:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that are free now; held open together, so none is handed out twice."""
+    """``count`` distinct loopback ports that are free now; held open together, so none is handed out twice.
+
+    They come from below the kernel's ephemeral range: a port there that is free now can be taken by any outgoing
+    connection (a scraper's, a client's) before the child that is to listen on it binds it, which made start-ups
+    fail with "address already in use" now and then. Raises ``OSError`` when too few are free.
+    """
+    candidates = range(FIRST_LISTEN_PORT, max(FIRST_LISTEN_PORT, ephemeral_range_start()))
+    ports: list[int] = []
     with contextlib.ExitStack() as held:
-        sockets = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
+        for candidate in random.sample(candidates, k=min(len(candidates), count + 64)):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            ports.append(candidate)
+            if len(ports) == count:
+                return ports
+    raise OSError(f"fewer than {count} free loopback ports below the ephemeral range")
+
+
+def ephemeral_range_start() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux's default when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return LINUX_EPHEMERAL_START
 
 
 def on_free_ports(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,16 @@ import pytest
 import yaml
 
 from tests.helpers import repo_settings
-from tokenlabs.devstack import StackOptions, TorchWorkers, check_torch_pools, free_ports, on_free_ports, plan
+from tokenlabs.devstack import (
+    FIRST_LISTEN_PORT,
+    StackOptions,
+    TorchWorkers,
+    check_torch_pools,
+    ephemeral_range_start,
+    free_ports,
+    on_free_ports,
+    plan,
+)
 from tokenlabs.settings import parse
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,6 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_free_ports_are_distinct() -> None:
     ports = free_ports(64)
     assert len(set(ports)) == 64
+
+
+def test_free_ports_stay_below_the_ephemeral_range_that_outgoing_connections_use() -> None:
+    assert all(FIRST_LISTEN_PORT <= port < ephemeral_range_start() for port in free_ports(16))
 
 
 def test_on_free_ports_moves_every_listener_and_keeps_the_rest() -> None:
